@@ -1,0 +1,293 @@
+"""The ``labkit`` command line: parse, call the library, print. Nothing else lives here.
+
+Every LabkitError becomes one line on stderr (plus one line per scenario problem) and its exit code;
+``--debug`` shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+from typer.core import TyperGroup
+
+from labkit import __version__
+from labkit.errors import LabkitError, NotImplementedYet, ScenarioError
+from labkit.render import RenderOptions, default_management_network, write_vagrantfile
+from labkit.scenario import Scenario, available_scenarios, load_scenario
+from labkit.vagrant_keys import insecure_private_key
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+_debug = os.environ.get("LABKIT_DEBUG") == "1"
+
+
+def _print_error(exc: LabkitError) -> None:
+    if isinstance(exc, ScenarioError):
+        for problem in exc.problems:
+            err.print(f"error: {problem}", markup=False)
+        return
+    err.print(f"error: {exc}", markup=False)
+
+
+class LabkitGroup(TyperGroup):
+    """Turns labkit's own errors into one-line messages and exit codes for every command and sub-command."""
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except LabkitError as exc:
+            if _debug:
+                raise
+            _print_error(exc)
+            raise SystemExit(exc.exit_code) from None
+        except KeyboardInterrupt:
+            if _debug:
+                raise
+            err.print("interrupted: run the same command again to finish, or `labkit destroy` to clean up")
+            raise SystemExit(130) from None
+
+
+app = typer.Typer(
+    cls=LabkitGroup,
+    help="Build Kubernetes training labs on real VMs: bring a scenario up, solve and check its stages, "
+    "snapshot verified stages and reset to them in seconds.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+ScenarioArg = Annotated[
+    str, typer.Argument(help="Scenario name (see `labkit scenarios`) or path to a scenario.yaml")
+]
+LabOpt = Annotated[str | None, typer.Option("--name", "-n", help="Lab name (default: the scenario's name)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print machine-readable JSON")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        out.print(f"labkit {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main_callback(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks and debug details")] = False,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit")
+    ] = False,
+) -> None:
+    """labkit: Kubernetes training labs on real VMs."""
+    global _debug
+    _debug = _debug or debug
+
+
+def _print_json(data: Any) -> None:
+    out.print_json(json.dumps(data))
+
+
+@app.command("scenarios")
+def scenarios_cmd(as_json: JsonOpt = False) -> None:
+    """List the scenarios labkit knows: name, description, nodes and stages."""
+    rows: list[dict[str, Any]] = []
+    for name, path in available_scenarios().items():
+        try:
+            scenario = load_scenario(path)
+        except ScenarioError as exc:
+            rows.append({"name": name, "path": str(path), "error": f"{len(exc.problems)} problem(s)"})
+            continue
+        rows.append(
+            {
+                "name": name,
+                "path": str(path),
+                "description": scenario.description,
+                "nodes": [n.name for n in scenario.nodes],
+                "stages": [s.name for s in scenario.stages],
+            }
+        )
+    if as_json:
+        _print_json(rows)
+        return
+    table = Table("scenario", "nodes", "stages", "description")
+    for row in rows:
+        if "error" in row:
+            table.add_row(row["name"], "-", "-", f"invalid: {row['error']} (labkit validate {row['name']})")
+        else:
+            table.add_row(row["name"], str(len(row["nodes"])), str(len(row["stages"])), row["description"])
+    out.print(table)
+
+
+@app.command("validate")
+def validate_cmd(scenario: ScenarioArg, as_json: JsonOpt = False) -> None:
+    """Check a scenario file completely (schema, addresses, networks, references) without touching any VM."""
+    try:
+        loaded = load_scenario(scenario)
+    except ScenarioError as exc:
+        if as_json:
+            _print_json({"valid": False, "problems": [p.__dict__ for p in exc.problems]})
+            raise SystemExit(exc.exit_code) from None
+        raise
+    if as_json:
+        _print_json({"valid": True, "scenario": loaded.name, "path": str(loaded.source)})
+        return
+    out.print(
+        f"{loaded.name}: valid ({len(loaded.nodes)} nodes, {len(loaded.stages)} stages) - {loaded.source}"
+    )
+
+
+@app.command("render")
+def render_cmd(
+    scenario: ScenarioArg,
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Directory to write the Vagrantfile into")],
+    lab: LabOpt = None,
+    accel: Annotated[str, typer.Option(help="libvirt driver for the domains: kvm or qemu")] = "qemu",
+) -> None:
+    """Render the scenario's multi-VM Vagrantfile into a directory (for reading or `vagrant validate`)."""
+    loaded: Scenario = load_scenario(scenario)
+    lab_name = lab or loaded.name
+    if accel not in ("kvm", "qemu"):
+        raise typer.BadParameter("must be kvm or qemu", param_hint="--accel")
+    key = insecure_private_key()
+    target = write_vagrantfile(
+        loaded,
+        RenderOptions(
+            lab=lab_name,
+            accel=accel,
+            management_network=default_management_network(lab_name),
+            ssh_private_keys=(str(key),) if key else (),
+        ),
+        out_dir,
+    )
+    out.print(f"wrote {target} ({len(loaded.nodes)} machines, lab {lab_name})")
+
+
+def _not_yet(command: str) -> NoReturn:
+    raise NotImplementedYet(command)
+
+
+@app.command("up")
+def up_cmd(scenario: ScenarioArg, lab: LabOpt = None) -> None:
+    """Bring a lab up: validate, render, boot every VM, configure hostnames, IPs and /etc/hosts."""
+    _not_yet("up")
+
+
+@app.command("status")
+def status_cmd(lab: LabOpt = None, as_json: JsonOpt = False) -> None:
+    """Show a lab's nodes, roles, IPs, VM states, accelerator, current stage and snapshots."""
+    _not_yet("status")
+
+
+@app.command("ssh", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def ssh_cmd(node: Annotated[str, typer.Argument(help="Node to log in to")], lab: LabOpt = None) -> None:
+    """Open a shell on a node (or run `-- COMMAND`) with the lab's own SSH key."""
+    _not_yet("ssh")
+
+
+@app.command("guide")
+def guide_cmd(
+    stage: Annotated[str, typer.Argument(help="Stage whose guide to print")],
+    lang: Annotated[str | None, typer.Option(help="ja or en (default: from the locale)")] = None,
+    lab: LabOpt = None,
+) -> None:
+    """Print a stage's instructions with this lab's real values filled in, and its checklist."""
+    _not_yet("guide")
+
+
+@app.command("solve")
+def solve_cmd(stage: Annotated[str, typer.Argument(help="Stage to apply")], lab: LabOpt = None) -> None:
+    """Apply a stage's reference solution on the lab's nodes (idempotent)."""
+    _not_yet("solve")
+
+
+@app.command("check")
+def check_cmd(
+    stage: Annotated[
+        str | None, typer.Argument(help="Stage to check (default: the first not verified)")
+    ] = None,
+    lab: LabOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a stage's checks on the right nodes and explain every failure."""
+    _not_yet("check")
+
+
+@app.command("snapshot")
+def snapshot_cmd(name: Annotated[str, typer.Argument(help="Snapshot set name")], lab: LabOpt = None) -> None:
+    """Snapshot every VM of the lab under one name (all or nothing)."""
+    _not_yet("snapshot")
+
+
+@app.command("snapshots")
+def snapshots_cmd(lab: LabOpt = None, as_json: JsonOpt = False) -> None:
+    """List the lab's snapshot sets: name, stage, time taken, verified, size on disk."""
+    _not_yet("snapshots")
+
+
+@app.command("reset")
+def reset_cmd(
+    name: Annotated[str, typer.Argument(help="Snapshot set to go back to")], lab: LabOpt = None
+) -> None:
+    """Revert every VM of the lab to a snapshot set and bring clocks and services back."""
+    _not_yet("reset")
+
+
+@app.command("retry")
+def retry_cmd(stage: Annotated[str, typer.Argument(help="Stage to redo")], lab: LabOpt = None) -> None:
+    """Reset to the snapshot of the stage before STAGE so it can be done again."""
+    _not_yet("retry")
+
+
+@app.command("destroy")
+def destroy_cmd(lab: Annotated[str | None, typer.Argument(help="Lab to destroy")] = None) -> None:
+    """Remove a lab's VMs, snapshots, volumes and networks; nothing is left in libvirt."""
+    _not_yet("destroy")
+
+
+@app.command("doctor")
+def doctor_cmd(as_json: JsonOpt = False) -> None:
+    """Check the host's prerequisites and print the command that fixes each missing one."""
+    _not_yet("doctor")
+
+
+artifacts_app = typer.Typer(
+    cls=LabkitGroup, help="Pinned downloads (Kubernetes, etcd, flannel, CNI plugins).", no_args_is_help=True
+)
+
+
+@artifacts_app.command("list")
+def artifacts_list_cmd() -> None:
+    """List the artifact catalog and what is cached on this host."""
+    _not_yet("artifacts list")
+
+
+@artifacts_app.command("fetch")
+def artifacts_fetch_cmd() -> None:
+    """Download the artifacts a scenario needs into the host cache, verifying sha256."""
+    _not_yet("artifacts fetch")
+
+
+@artifacts_app.command("import")
+def artifacts_import_cmd(
+    directory: Annotated[Path, typer.Argument(help="Directory of downloaded files")],
+) -> None:
+    """Fill the cache offline from a directory and verify every file."""
+    _not_yet("artifacts import")
+
+
+app.add_typer(artifacts_app, name="artifacts")
+
+
+def main() -> None:
+    app(prog_name="labkit")
+
+
+if __name__ == "__main__":
+    main()
+    sys.exit(0)

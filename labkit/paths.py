@@ -1,0 +1,124 @@
+"""Every path labkit uses, in one place (like containerlab's TopoPaths).
+
+``LABKIT_HOME`` (default ``$XDG_DATA_HOME/labkit``, i.e. ``~/.local/share/labkit``) holds the labs, the
+Vagrant home labkit uses, built boxes and the artifact cache. Nothing else on the host is written except
+libvirt's own state and, in host mode, ``/run/labkit``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def resource_root() -> Path:
+    """Directory holding ``Vagrantfile.j2``, ``scenarios/`` and ``boxes/``.
+
+    In a source checkout that is the repository root; in an installed wheel it is ``labkit/data``.
+    """
+    checkout = PACKAGE_DIR.parent
+    if (checkout / "Vagrantfile.j2").is_file() and (checkout / "scenarios").is_dir():
+        return checkout
+    return PACKAGE_DIR / "data"
+
+
+def vagrantfile_template() -> Path:
+    return resource_root() / "Vagrantfile.j2"
+
+
+def scenarios_dir() -> Path:
+    return resource_root() / "scenarios"
+
+
+def boxes_dir() -> Path:
+    return resource_root() / "boxes"
+
+
+def labkit_home() -> Path:
+    env = os.environ.get("LABKIT_HOME")
+    if env:
+        return Path(env)
+    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(xdg) / "labkit"
+
+
+def vagrant_home() -> Path:
+    """The VAGRANT_HOME of every vagrant call labkit makes: boxes are added once and shared by all labs."""
+    return labkit_home() / "vagrant"
+
+
+def box_build_dir() -> Path:
+    return labkit_home() / "boxes"
+
+
+def artifact_cache_dir() -> Path:
+    return labkit_home() / "cache" / "artifacts"
+
+
+def labs_dir() -> Path:
+    return labkit_home() / "labs"
+
+
+def host_run_dir() -> Path:
+    """Host-mode state (the network namespace and the daemons labkit started); lives as long as the boot."""
+    return Path(os.environ.get("LABKIT_RUN_DIR", "/run/labkit"))
+
+
+@dataclass(frozen=True)
+class LabPaths:
+    """The files of one lab. The directory name is the lab name."""
+
+    root: Path
+
+    @classmethod
+    def for_lab(cls, lab: str) -> LabPaths:
+        return cls(labs_dir() / lab)
+
+    @property
+    def name(self) -> str:
+        return self.root.name
+
+    @property
+    def vagrantfile(self) -> Path:
+        return self.root / "Vagrantfile"
+
+    @property
+    def state(self) -> Path:
+        return self.root / "state.json"
+
+    @property
+    def lock(self) -> Path:
+        return self.root / ".lock"
+
+    @property
+    def ssh_key(self) -> Path:
+        return self.root / "id_ed25519"
+
+    @property
+    def ssh_public_key(self) -> Path:
+        return self.root / "id_ed25519.pub"
+
+    @property
+    def ssh_config(self) -> Path:
+        return self.root / "ssh_config"
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.root / "known_hosts"
+
+    @property
+    def logs(self) -> Path:
+        return self.root / "logs"
+
+    def log(self, name: str) -> Path:
+        return self.logs / f"{name}.log"
+
+    @property
+    def vagrant_dotfile(self) -> Path:
+        return self.root / ".vagrant"
+
+    def machine_dir(self, node: str) -> Path:
+        return self.vagrant_dotfile / "machines" / node / "libvirt"
