@@ -51,7 +51,7 @@ def parse_memory_mib(value: object) -> int:
 
 
 class Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, validate_default=True)
 
 
 class Backend(Model):

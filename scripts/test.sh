@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# One command from a fresh Debian 12 machine to the whole test suite: lint, types, unit, vagrant and VM tests.
+# The VM tests start their own libvirtd inside a network namespace (tests/integration/conftest.py).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+scripts/setup-host --test
+.venv/bin/ruff check labkit tests bench
+.venv/bin/ruff format --check labkit tests bench
+.venv/bin/mypy
+set +e
+.venv/bin/pytest -p no:cacheprovider --timeout=3600 "$@"
+rc=$?
+set -e
+if [ "$rc" = 5 ]; then
+  echo "test.sh: pytest collected no tests: that is a failure" >&2
+  exit 1
+fi
+exit "$rc"
