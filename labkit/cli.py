@@ -18,7 +18,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from labkit import __version__
-from labkit.errors import LabkitError, NotImplementedYet, ScenarioError
+from labkit.errors import LabkitError, NotImplementedYet, ScenarioError, UsageError
 from labkit.render import RenderOptions, default_management_network, write_vagrantfile
 from labkit.scenario import Scenario, available_scenarios, load_scenario
 from labkit.vagrant_keys import insecure_private_key
@@ -172,22 +172,97 @@ def _not_yet(command: str) -> NoReturn:
     raise NotImplementedYet(command)
 
 
+def _enter_host_namespace() -> None:
+    from labkit.host import enter_host_namespace
+
+    enter_host_namespace()
+
+
 @app.command("up")
-def up_cmd(scenario: ScenarioArg, lab: LabOpt = None) -> None:
-    """Bring a lab up: validate, render, boot every VM, configure hostnames, IPs and /etc/hosts."""
-    _not_yet("up")
+def up_cmd(
+    scenario: ScenarioArg,
+    lab: LabOpt = None,
+    accel: Annotated[
+        str | None, typer.Option(help="kvm, qemu or auto (default: the scenario's, else auto-detected)")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Bring a lab up: validate, render, boot every VM, configure hostnames, IPs and /etc/hosts.
+
+    Running it again on a running lab converges: it boots nothing and reports what it skipped.
+    """
+    from labkit.cli_progress import RichReporter
+    from labkit.lab import Lab
+
+    the_lab = Lab.create(scenario, lab)  # enters host mode's namespace itself, after building a missing box
+    report = the_lab.up(RichReporter(err), accel=accel)
+    if as_json:
+        _print_json(
+            {
+                "lab": report.lab,
+                "accel": report.accel.driver,
+                "booted": report.booted,
+                "already_running": report.already_running,
+                "changed": report.changed,
+                "seconds": round(report.seconds, 1),
+            }
+        )
+        return
+    if report.booted:
+        out.print(f"booted {', '.join(report.booted)}", markup=False)
+    if report.already_running:
+        out.print(f"skipped (already running): {', '.join(report.already_running)}", markup=False)
+    for node, changes in report.changed.items():
+        out.print(
+            f"{node}: {'changed ' + ', '.join(changes) if changes else 'configuration unchanged'}",
+            markup=False,
+        )
+    verdict = "nothing to do, lab already up" if report.converged else "lab is up"
+    out.print(
+        f"{report.lab}: {verdict} in {report.seconds:.0f} s ({report.accel.driver}). "
+        f"Next: labkit ssh node1 --name {report.lab}",
+        markup=False,
+    )
 
 
 @app.command("status")
 def status_cmd(lab: LabOpt = None, as_json: JsonOpt = False) -> None:
     """Show a lab's nodes, roles, IPs, VM states, accelerator, current stage and snapshots."""
-    _not_yet("status")
+    from labkit.lab import Lab
+
+    _enter_host_namespace()
+    status = Lab.load(lab).status()
+    if as_json:
+        _print_json(status.to_json())
+        return
+    table = Table("node", "roles", "lab IP", "management IP", "state", title=f"lab {status.lab}")
+    for node in status.nodes:
+        table.add_row(node.name, ", ".join(node.roles), node.lab_ip, node.management_ip or "-", node.state)
+    out.print(table)
+    out.print(f"scenario {status.scenario}, accel {status.accel_reason}", markup=False)
+    out.print(
+        f"stage: {status.current_stage or 'none solved yet'}; "
+        f"snapshots: {', '.join(status.snapshots) or 'none'}",
+        markup=False,
+    )
+    if status.rediscovered:
+        out.print(f"(state rebuilt from libvirt: {status.directory} was missing)", markup=False)
 
 
 @app.command("ssh", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
-def ssh_cmd(node: Annotated[str, typer.Argument(help="Node to log in to")], lab: LabOpt = None) -> None:
-    """Open a shell on a node (or run `-- COMMAND`) with the lab's own SSH key."""
-    _not_yet("ssh")
+def ssh_cmd(
+    ctx: typer.Context,
+    node: Annotated[str, typer.Argument(help="Node to log in to")],
+    lab: LabOpt = None,
+) -> None:
+    """Open a shell on a node, or run `-- COMMAND` there, with the lab's own SSH key."""
+    from labkit.lab import Lab
+
+    _enter_host_namespace()
+    argv = Lab.load(lab).ssh_argv(node, list(ctx.args))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execvp(argv[0], argv)
 
 
 @app.command("guide")
@@ -219,41 +294,164 @@ def check_cmd(
 
 
 @app.command("snapshot")
-def snapshot_cmd(name: Annotated[str, typer.Argument(help="Snapshot set name")], lab: LabOpt = None) -> None:
-    """Snapshot every VM of the lab under one name (all or nothing)."""
-    _not_yet("snapshot")
+def snapshot_cmd(
+    name: Annotated[
+        str, typer.Argument(help="Snapshot set name (or `delete` followed by the name to delete)")
+    ],
+    target: Annotated[str | None, typer.Argument(help="With `delete`: the snapshot set to delete")] = None,
+    lab: LabOpt = None,
+    force: Annotated[bool, typer.Option("--force", help="Replace an existing snapshot of that name")] = False,
+) -> None:
+    """Snapshot every VM of the lab under one name, all or nothing (`labkit snapshot delete NAME` removes one).
+
+    Snapshots are internal qcow2 snapshots with memory, taken with the VMs running (about 1 s per VM);
+    a reset to one takes seconds.
+    """
+    from labkit.lab import Lab
+
+    _enter_host_namespace()
+    the_lab = Lab.load(lab)
+    if name == "delete":
+        if target is None:
+            raise UsageError("labkit snapshot delete: which snapshot?", "labkit snapshot delete NAME")
+        nodes = the_lab.delete_snapshot(target)
+        out.print(f"deleted snapshot {target} on {', '.join(nodes)}", markup=False)
+        return
+    if target is not None:
+        raise UsageError(f"unexpected argument {target!r}", "labkit snapshot NAME [--force]")
+    record = the_lab.snapshot(name, force=force)
+    stage = f" at stage {record.stage}" if record.stage else ""
+    out.print(f"snapshot {name} taken on {len(the_lab.scenario.nodes)} VMs{stage}", markup=False)
 
 
 @app.command("snapshots")
 def snapshots_cmd(lab: LabOpt = None, as_json: JsonOpt = False) -> None:
     """List the lab's snapshot sets: name, stage, time taken, verified, size on disk."""
-    _not_yet("snapshots")
+    from labkit.lab import Lab
+
+    _enter_host_namespace()
+    the_lab = Lab.load(lab)
+    sets = the_lab.snapshots()
+    all_nodes = [n.name for n in the_lab.scenario.nodes]
+    rows: list[dict[str, Any]] = [
+        {
+            "name": s.record.name,
+            "stage": s.record.stage,
+            "taken": s.record.taken,
+            "verified": s.record.verified,
+            "complete": s.complete(all_nodes),
+            "nodes": s.nodes,
+            "vm_state_bytes": s.size_bytes,
+        }
+        for s in sets
+    ]
+    if as_json:
+        _print_json({"lab": the_lab.name, "disk_bytes": the_lab.disk_usage(), "snapshots": rows})
+        return
+    table = Table("snapshot", "stage", "taken", "verified", "VM state", "nodes", title=f"lab {the_lab.name}")
+    for row in rows:
+        size = f"{row['vm_state_bytes'] / 2**20:.0f} MiB" if row["vm_state_bytes"] else "-"
+        nodes = "all" if row["complete"] else f"only {', '.join(row['nodes'])}"
+        table.add_row(
+            row["name"],
+            row["stage"] or "-",
+            row["taken"] or "-",
+            "yes" if row["verified"] else "no",
+            size,
+            nodes,
+        )
+    out.print(table)
+    out.print(f"the lab's disks take {the_lab.disk_usage() / 2**30:.2f} GiB", markup=False)
 
 
 @app.command("reset")
 def reset_cmd(
-    name: Annotated[str, typer.Argument(help="Snapshot set to go back to")], lab: LabOpt = None
+    name: Annotated[str, typer.Argument(help="Snapshot set to go back to")],
+    lab: LabOpt = None,
+    as_json: JsonOpt = False,
 ) -> None:
-    """Revert every VM of the lab to a snapshot set and bring clocks and services back."""
-    _not_yet("reset")
+    """Revert every VM of the lab to a snapshot set, set guest clocks, and wait until every node answers."""
+    from labkit.cli_progress import RichReporter
+    from labkit.lab import Lab
+
+    _enter_host_namespace()
+    report = Lab.load(lab).reset(name, RichReporter(err))
+    if as_json:
+        _print_json(report.__dict__)
+        return
+    worst = max((abs(v) for v in report.clock_offsets.values()), default=0.0)
+    out.print(
+        f"reset to {name} in {report.seconds:.1f} s (revert {report.revert_seconds:.1f} s); "
+        f"guest clocks within {worst:.1f} s",
+        markup=False,
+    )
 
 
 @app.command("retry")
-def retry_cmd(stage: Annotated[str, typer.Argument(help="Stage to redo")], lab: LabOpt = None) -> None:
+def retry_cmd(
+    stage: Annotated[str, typer.Argument(help="Stage to redo")],
+    lab: LabOpt = None,
+    solve: Annotated[
+        bool, typer.Option("--solve", help="Apply the stage's solution after the reset")
+    ] = False,
+) -> None:
     """Reset to the snapshot of the stage before STAGE so it can be done again."""
-    _not_yet("retry")
+    from labkit.cli_progress import RichReporter
+    from labkit.lab import Lab
+
+    if solve:
+        raise NotImplementedYet("retry --solve")
+    _enter_host_namespace()
+    report = Lab.load(lab).retry(stage, RichReporter(err))
+    out.print(
+        f"back at {report.name} in {report.seconds:.1f} s: stage {stage} can be done again", markup=False
+    )
 
 
 @app.command("destroy")
-def destroy_cmd(lab: Annotated[str | None, typer.Argument(help="Lab to destroy")] = None) -> None:
+def destroy_cmd(
+    lab: Annotated[str | None, typer.Argument(help="Lab to destroy (default: the only lab)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Remove a lab's VMs, snapshots, volumes and networks; nothing is left in libvirt."""
-    _not_yet("destroy")
+    from labkit.lab import Lab, destroy_by_name
+
+    _enter_host_namespace()
+    name = lab or Lab.load(None).name
+    removed = destroy_by_name(name)
+    if as_json:
+        _print_json({"lab": name, **removed.__dict__})
+        return
+    if removed.empty:
+        out.print(f"{name}: nothing left to remove", markup=False)
+        return
+    out.print(
+        f"{name}: removed {len(removed.domains)} domains, {len(removed.snapshots)} snapshots, "
+        f"{len(removed.volumes)} volumes, {len(removed.networks)} networks",
+        markup=False,
+    )
 
 
 @app.command("doctor")
-def doctor_cmd(as_json: JsonOpt = False) -> None:
+def doctor_cmd(
+    vms: Annotated[int, typer.Option(help="How many VMs the free-RAM check plans for")] = 3,
+    as_json: JsonOpt = False,
+) -> None:
     """Check the host's prerequisites and print the command that fixes each missing one."""
-    _not_yet("doctor")
+    from labkit.doctor import run_doctor
+
+    _enter_host_namespace()
+    checks = run_doctor(vms=vms)
+    if as_json:
+        _print_json([c.__dict__ for c in checks])
+    else:
+        for check in checks:
+            mark = "OK  " if check.ok else "FAIL"
+            out.print(f"{mark} {check.name}: {check.detail}", markup=False)
+            if not check.ok and check.fix:
+                out.print(f"     fix: {check.fix}", markup=False)
+    if not all(c.ok for c in checks):
+        raise SystemExit(3)
 
 
 artifacts_app = typer.Typer(
@@ -282,6 +480,16 @@ def artifacts_import_cmd(
 
 
 app.add_typer(artifacts_app, name="artifacts")
+
+
+def _add_sub_apps() -> None:
+    from labkit import cli_box, cli_host
+
+    app.add_typer(cli_box.app, name="box")
+    app.add_typer(cli_host.app, name="host")
+
+
+_add_sub_apps()
 
 
 def main() -> None:

@@ -80,6 +80,7 @@ def vagrantfile_context(scenario: Scenario, options: RenderOptions) -> dict[str,
     return {
         "labkit_version": __version__,
         "scenario": scenario.name,
+        "scenario_path": str(scenario.source or ""),
         "lab": options.lab,
         "accel": options.accel,
         "libvirt_uri": options.libvirt_uri,

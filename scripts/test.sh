@@ -7,6 +7,8 @@ scripts/setup-host --test
 .venv/bin/ruff check labkit tests bench
 .venv/bin/ruff format --check labkit tests bench
 .venv/bin/mypy
+# The VM tests run inside a network namespace without a route to the apt mirror: build the box first.
+.venv/bin/labkit box build
 set +e
 .venv/bin/pytest -p no:cacheprovider --timeout=3600 "$@"
 rc=$?

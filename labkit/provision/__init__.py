@@ -1,0 +1,1 @@
+"""Provisioning over SSH with fabric: connections and (later) step kinds."""

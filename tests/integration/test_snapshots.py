@@ -1,0 +1,112 @@
+"""Snapshot sets on the real three-node lab: take, reset in seconds, all-or-nothing, refusals, lock."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from labkit.errors import LabError, UsageError
+from labkit.host import libvirt_connect
+from labkit.lab import Lab
+from labkit.libvirt_lab import lab_domains
+from labkit.lock import lab_lock
+from labkit.snapshots import SnapshotRecord, now, take_set
+
+from .lab_helpers import NODES, labkit_cli
+
+pytestmark = pytest.mark.vm
+
+
+def _snapshot_names(lab: Lab) -> dict[str, set[str]]:
+    return {
+        node: {s.getName() for s in dom.listAllSnapshots(0)}
+        for node, dom in lab_domains(libvirt_connect(), lab.name, NODES).items()
+    }
+
+
+def test_reset_brings_back_every_node_and_the_clock(three_node_lab: Lab) -> None:
+    lab = three_node_lab
+    for node in NODES:
+        assert lab.run(node, f"echo before-{node} > /tmp/marker").ok
+    labkit_cli("snapshot", "s1", "--name", lab.name)
+    assert all("s1" in names for names in _snapshot_names(lab).values())
+    for node in NODES:
+        assert lab.run(node, "echo after > /tmp/marker && sudo rm -f /etc/hostname").ok
+    time.sleep(3)  # let the guests' clocks run ahead of the snapshot's, so the clock fix has work to do
+    result = labkit_cli("reset", "s1", "--name", lab.name, "--json")
+    report = json.loads(result.stdout)
+    print(f"reset of {len(NODES)} VMs: {report['seconds']:.1f} s (revert {report['revert_seconds']:.1f} s)")
+    for node in NODES:
+        assert lab.run(node, "cat /tmp/marker").stdout.strip() == f"before-{node}"
+        assert lab.run(node, "cat /etc/hostname").stdout.strip() == node
+        guest = float(lab.run(node, "date +%s.%N").stdout)
+        assert abs(guest - time.time()) < 2.0, f"{node}'s clock is {guest - time.time():+.1f} s off"
+    assert set(report["clock_offsets"]) == set(NODES)
+
+
+def test_snapshots_lists_the_set_with_its_record(three_node_lab: Lab) -> None:
+    listing = json.loads(labkit_cli("snapshots", "--name", three_node_lab.name, "--json").stdout)
+    s1 = next(s for s in listing["snapshots"] if s["name"] == "s1")
+    assert s1["complete"] is True and sorted(s1["nodes"]) == NODES
+    assert s1["taken"] and s1["verified"] is False
+    assert s1["vm_state_bytes"] and s1["vm_state_bytes"] > 10 * 2**20
+    assert listing["disk_bytes"] > 0
+    print(f"snapshot set s1: {s1['vm_state_bytes'] / 2**20:.0f} MiB of VM state over 3 VMs")
+
+
+def test_snapshot_refuses_to_overwrite_unless_forced(three_node_lab: Lab) -> None:
+    refused = labkit_cli("snapshot", "s1", "--name", three_node_lab.name, check=False)
+    assert refused.returncode == 2 and "already exists" in refused.stderr
+    labkit_cli("snapshot", "s1", "--name", three_node_lab.name, "--force")
+
+
+def test_reset_refused_when_one_vm_lacks_the_snapshot(three_node_lab: Lab) -> None:
+    lab = three_node_lab
+    labkit_cli("snapshot", "partial", "--name", lab.name)
+    dom3 = lab_domains(libvirt_connect(), lab.name, NODES)["node3"]
+    dom3.snapshotLookupByName("partial", 0).delete(0)
+    lab.run("node1", "echo untouched > /tmp/marker2")
+    result = labkit_cli("reset", "partial", "--name", lab.name, check=False)
+    assert result.returncode == 2
+    assert "missing on node3" in result.stderr and "nothing was reverted" in result.stderr
+    assert lab.run("node1", "cat /tmp/marker2").stdout.strip() == "untouched"
+    labkit_cli("snapshot", "delete", "partial", "--name", lab.name)
+    assert not any("partial" in names for names in _snapshot_names(lab).values())
+
+
+def test_reset_refused_while_another_command_holds_the_lab(three_node_lab: Lab) -> None:
+    with lab_lock(three_node_lab.paths.lock, three_node_lab.name, "up"):
+        result = labkit_cli("reset", "s1", "--name", three_node_lab.name, check=False)
+    assert result.returncode == 2 and "is busy: labkit up" in result.stderr
+
+
+def test_set_rolled_back_when_a_vm_stops_midway(three_node_lab: Lab) -> None:
+    lab = three_node_lab
+    conn = libvirt_connect()
+    domains = lab_domains(conn, lab.name, NODES)
+    ordered = {n: domains[n] for n in NODES}
+
+    def stop_node3_after_first(node: str) -> None:
+        if node == "node1":
+            ordered["node3"].destroy()  # pulled out from under the set, between two snapshots
+
+    with pytest.raises(LabError, match="failed on node3") as caught:
+        take_set(ordered, SnapshotRecord(name="doomed", taken=now()), on_node=stop_node3_after_first)
+    assert "removed it from the 2 VMs already done" in caught.value.message
+    assert not any("doomed" in names for names in _snapshot_names(lab).values())
+    # bring node3 back for whatever runs next: a reset to s1 restarts it from its snapshot
+    report = lab.reset("s1")
+    assert lab.run("node3", "hostname").stdout.strip() == "node3"
+    assert report.clock_offsets
+
+
+def test_retry_goes_back_to_the_previous_verified_stage(three_node_lab: Lab) -> None:
+    with pytest.raises(UsageError, match="no verified snapshot of a stage before etcd"):
+        three_node_lab.retry("etcd")
+    labkit_cli("snapshot", "cri-ok", "--name", three_node_lab.name)
+    three_node_lab.run("node1", "echo broken > /tmp/retry-marker")
+    result = labkit_cli("retry", "etcd", "--name", three_node_lab.name)
+    assert "back at cri-ok" in result.stdout
+    assert three_node_lab.run("node1", "test -e /tmp/retry-marker").exited != 0
