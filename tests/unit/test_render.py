@@ -34,7 +34,9 @@ OPTIONS = {
 def test_three_node_golden(variant: str) -> None:
     scenario = load_scenario("three-node")
     assert scenario.directory is not None
-    rendered = render_vagrantfile(scenario, OPTIONS[variant]).replace(str(scenario.directory), "<scenario-dir>")
+    rendered = render_vagrantfile(scenario, OPTIONS[variant]).replace(
+        str(scenario.directory), "<scenario-dir>"
+    )
     golden = GOLDEN / f"three-node.{variant}.Vagrantfile"
     if os.environ.get("UPDATE_GOLDEN") == "1":
         golden.write_text(rendered)
