@@ -6,10 +6,10 @@ The lab is the session's shared one (conftest.py); destroying it is marked to ru
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 from typing import Any
 
-import paramiko
 import pytest
 
 from labkit.host import libvirt_connect
@@ -62,15 +62,33 @@ def test_lab_key_replaced_vagrants_insecure_key(three_node_up: Up) -> None:
     for node in NODES:
         keys = lab.run(node, "cat ~/.ssh/authorized_keys").stdout.strip().splitlines()
         assert keys == [public]
-    from labkit.provision.connections import connect
     from labkit.vagrant_keys import insecure_private_key
 
     insecure = insecure_private_key()
     assert insecure is not None
     ip = lab.state.nodes["node1"].management_ip if lab.state else None
     assert ip
-    with pytest.raises(paramiko.AuthenticationException):
-        connect(ip, [insecure]).run("true")
+    refused = subprocess.run(
+        [
+            "ssh",
+            "-i",
+            str(insecure),
+            "-o",
+            "IdentitiesOnly=yes",
+            "-o",
+            "BatchMode=yes",
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            f"vagrant@{ip}",
+            "true",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert refused.returncode == 255 and "Permission denied" in refused.stderr, refused.stderr
 
 
 def test_labkit_ssh_runs_a_command(three_node_up: Up) -> None:
