@@ -24,6 +24,7 @@ from labkit.accel import detect_accel
 from labkit.host import enter_host_namespace, libvirt_connect
 from labkit.lab import Lab, destroy_by_name
 from labkit.libvirt_lab import destroy_lab
+from labkit.progress import LogReporter
 from labkit.providers.vagrant_libvirt import vagrant_env
 from labkit.scenario import load_scenario
 
@@ -103,6 +104,7 @@ def main() -> int:
     )
     parser.add_argument("--pairs", type=int, default=1, help="back-to-back pairs to run (default 1)")
     args = parser.parse_args()
+    Lab.create("three-node", LABKIT_LAB)._ensure_box(LogReporter())  # the box builds only outside the namespace
     enter_host_namespace()
     print(f"VAGRANT_HOME={paths.vagrant_home()}  accel: {detect_accel().reason}")
     rows = []

@@ -240,6 +240,7 @@ def status_cmd(lab: LabOpt = None, as_json: JsonOpt = False) -> None:
         table.add_row(node.name, ", ".join(node.roles), node.lab_ip, node.management_ip or "-", node.state)
     out.print(table)
     out.print(f"scenario {status.scenario}, accel {status.accel_reason}", markup=False)
+    out.print(f"disk: {status.disk_bytes / 2**30:.2f} GiB (VM disks and their snapshots)", markup=False)
     out.print(
         f"stage: {status.current_stage or 'none solved yet'}; "
         f"snapshots: {', '.join(status.snapshots) or 'none'}",

@@ -117,6 +117,7 @@ class LabStatus:
     verified_stages: list[str]
     nodes: list[NodeStatus]
     snapshots: list[str]
+    disk_bytes: int = 0
     rediscovered: bool = False
 
     def to_json(self) -> dict[str, Any]:
@@ -481,6 +482,7 @@ class Lab:
             verified_stages=list(state.verified_stages),
             nodes=nodes,
             snapshots=sorted(snapshots),
+            disk_bytes=disk_usage(domains),
             rediscovered=self._rediscovered,
         )
 

@@ -147,3 +147,10 @@ def test_destroy_leaves_nothing(three_node_up: Up) -> None:
     assert not Path(lab.paths.root).exists()
     again = json.loads(labkit_cli("destroy", LAB, "--json").stdout)
     assert again["domains"] == [] and again["networks"] == []
+
+
+def test_doctor_is_happy_with_a_working_host(three_node_up: Up) -> None:
+    checks = json.loads(labkit_cli("doctor", "--json").stdout)
+    failing = [c for c in checks if not c["ok"]]
+    assert failing == [], failing
+    assert {"vagrant", "libvirtd"} <= {c["name"].split()[0] for c in checks}

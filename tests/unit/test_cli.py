@@ -105,3 +105,24 @@ def test_render_writes_vagrantfile(tmp_path: Path) -> None:
 def test_render_refuses_bad_accel(tmp_path: Path) -> None:
     result = CliRunner().invoke(app, ["render", "three-node", "--out", str(tmp_path), "--accel", "xen"])
     assert result.exit_code == 2
+
+
+def test_up_validates_before_touching_libvirt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import labkit.lab
+
+    def no_libvirt() -> None:
+        raise AssertionError("libvirt was contacted before the scenario was validated")
+
+    monkeypatch.setattr(labkit.lab, "_connect", no_libvirt)
+    bad = tmp_path / "scenario.yaml"
+    bad.write_text("name: x\ndescription: y\nnodes: []\n")
+    result = CliRunner().invoke(app, ["up", str(bad)])
+    assert result.exit_code == 2
+    assert "nodes: must not be empty" in result.output
+    assert "Traceback" not in result.output
+
+
+def test_up_refuses_a_bad_lab_name() -> None:
+    result = CliRunner().invoke(app, ["up", "three-node", "--name", "Bad Name"])
+    assert result.exit_code == 2
+    assert "not a valid lab name" in result.output
