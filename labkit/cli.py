@@ -268,12 +268,31 @@ def ssh_cmd(
 
 @app.command("guide")
 def guide_cmd(
-    stage: Annotated[str, typer.Argument(help="Stage whose guide to print")],
+    stage: Annotated[str, typer.Argument(help="Stage whose guide to print (see `labkit scenarios`)")],
     lang: Annotated[str | None, typer.Option(help="ja or en (default: from the locale)")] = None,
     lab: LabOpt = None,
+    scenario: Annotated[
+        str | None, typer.Option(help="Scenario to read when no lab exists (default: the lab's)")
+    ] = None,
+    checklist_only: Annotated[bool, typer.Option("--checklist", help="Print only the checklist")] = False,
 ) -> None:
-    """Print a stage's instructions with this lab's real values filled in, and its checklist."""
-    _not_yet("guide")
+    """Print a stage's instructions with this lab's real values filled in, and its comprehension checklist."""
+    from labkit.guides import checklist, default_language, render_guide
+    from labkit.lab import Lab, known_labs
+
+    language = lang or default_language()
+    if scenario is not None:
+        loaded, state = load_scenario(scenario), None
+    elif lab is not None or known_labs():
+        the_lab = Lab.load(lab)
+        loaded, state = the_lab.scenario, the_lab.state
+    else:
+        raise UsageError("no lab on this host to take values from", "give --scenario NAME (e.g. three-node)")
+    if checklist_only:
+        for item in checklist(loaded, stage, language, state):
+            out.print(f"- [ ] {item}", markup=False)
+        return
+    out.print(render_guide(loaded, stage, language, state), markup=False)
 
 
 @app.command("solve")
