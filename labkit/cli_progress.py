@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
+from rich.table import Column
 
 
 class RichReporter:
@@ -16,9 +17,9 @@ class RichReporter:
         self.finish()
         self.progress = Progress(
             SpinnerColumn(),
-            TextColumn("{task.fields[node]:<10}"),
+            TextColumn("{task.fields[node]}", table_column=Column(min_width=8, no_wrap=True)),
             BarColumn(bar_width=24),
-            TextColumn("{task.description}"),
+            TextColumn("{task.description}", table_column=Column(no_wrap=True, overflow="ellipsis")),
             TimeElapsedColumn(),
             console=self.console,
             transient=False,

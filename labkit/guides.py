@@ -47,7 +47,6 @@ Variables a guide can use (all built by :func:`guide_context`):
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import os
 import re
@@ -143,7 +142,9 @@ def guide_context(scenario: Scenario, lab_state: LabState | None = None) -> dict
     return {
         "lab": lab_state.lab if lab_state is not None else scenario.name,
         "scenario": scenario.name,
-        "lab_opt": f" --name {lab_state.lab}" if lab_state is not None and lab_state.lab != scenario.name else "",
+        "lab_opt": f" --name {lab_state.lab}"
+        if lab_state is not None and lab_state.lab != scenario.name
+        else "",
         "nodes": nodes,
         "node_list": node_list,
         "workers": [n for n in node_list if "worker" in n["roles"]],

@@ -392,7 +392,7 @@ class Lab:
 
         def configure(name: str) -> tuple[str, list[str]]:
             node_state = state.nodes[name]
-            reporter.step(name, "configuring hostname, lab IP, /etc/hosts", total - 1)
+            reporter.step(name, "configuring hostname, IP, hosts", total - 1)
             script = configure_script(
                 self.scenario.node(name), self.scenario, node_state.lab_mac or "", public_key
             )
@@ -406,9 +406,10 @@ class Lab:
             parsed = parse_output(name, result.stdout)
             node_state.lab_iface = parsed.iface
             node_state.configured = True
-            reporter.step(
-                name, "changed: " + ", ".join(parsed.changed) if parsed.changed else "unchanged", total
+            done = (
+                f"configured ({len(parsed.changed)} changes)" if parsed.changed else "configuration unchanged"
             )
+            reporter.step(name, done, total)
             return name, parsed.changed
 
         with ThreadPoolExecutor(max_workers=len(state.nodes)) as pool:
