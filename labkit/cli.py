@@ -474,37 +474,10 @@ def doctor_cmd(
         raise SystemExit(3)
 
 
-artifacts_app = typer.Typer(
-    cls=LabkitGroup, help="Pinned downloads (Kubernetes, etcd, flannel, CNI plugins).", no_args_is_help=True
-)
-
-
-@artifacts_app.command("list")
-def artifacts_list_cmd() -> None:
-    """List the artifact catalog and what is cached on this host."""
-    _not_yet("artifacts list")
-
-
-@artifacts_app.command("fetch")
-def artifacts_fetch_cmd() -> None:
-    """Download the artifacts a scenario needs into the host cache, verifying sha256."""
-    _not_yet("artifacts fetch")
-
-
-@artifacts_app.command("import")
-def artifacts_import_cmd(
-    directory: Annotated[Path, typer.Argument(help="Directory of downloaded files")],
-) -> None:
-    """Fill the cache offline from a directory and verify every file."""
-    _not_yet("artifacts import")
-
-
-app.add_typer(artifacts_app, name="artifacts")
-
-
 def _add_sub_apps() -> None:
-    from labkit import cli_box, cli_host
+    from labkit import cli_artifacts, cli_box, cli_host
 
+    app.add_typer(cli_artifacts.app, name="artifacts")
     app.add_typer(cli_box.app, name="box")
     app.add_typer(cli_host.app, name="host")
 

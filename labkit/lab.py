@@ -22,7 +22,7 @@ from typing import Any
 
 from labkit import paths
 from labkit.accel import AccelChoice, detect_accel
-from labkit.errors import HostError, LabError, UsageError
+from labkit.errors import HostError, LabError, ScenarioError, UsageError
 from labkit.guest import configure_script, parse_output, remote_command
 from labkit.libvirt_lab import (
     Removal,
@@ -559,19 +559,26 @@ class Lab:
                     "see `labkit snapshots`",
                 )
             record = list_record(domains, name)
-            names = list(domains)
-            reporter.start(names, 3)
+            reporter.start(list(domains), 3)
+            reverted_at: dict[str, float] = {}
+            offsets: dict[str, float] = {}
+
+            def after_revert(node: str) -> None:
+                # in the node's own revert thread: its SSH wait overlaps the other nodes' reverts
+                reverted_at[node] = time.monotonic() - started
+                reporter.step(node, "reverted; waiting for SSH", 1)
+                offsets[node] = self._fix_clock(node, reporter)
+
             try:
                 revert_set(
                     {node: dom.name() for node, dom in domains.items()},
                     name,
                     libvirt_connect,
-                    on_node=lambda node: reporter.step(node, "reverted; waiting for SSH", 1),
+                    on_node=after_revert,
                 )
-                reverted = time.monotonic() - started
-                offsets = self._after_revert(reporter)
             finally:
                 reporter.finish()
+            reverted = max(reverted_at.values(), default=0.0)
             if record.stage:
                 state.current_stage = record.stage
             self._save()
@@ -583,35 +590,28 @@ class Lab:
             clock_offsets=offsets,
         )
 
-    def _after_revert(self, reporter: Reporter) -> dict[str, float]:
+    def _fix_clock(self, node: str, reporter: Reporter) -> float:
         """SSH connections do not survive a revert and the guest clock stays at snapshot time: reconnect (the
-        new tap port forwards at once with STP off) and run ``hwclock --hctosys``; return clock offsets."""
-        state = self._require_state()
-
-        def fix_clock(node: str) -> tuple[str, float]:
-            deadline = time.monotonic() + SSH_AFTER_REVERT_TIMEOUT
-            while True:
-                try:
-                    with self._connection(node) as conn:
-                        result = conn.run("sudo hwclock --hctosys && date +%s.%N")
-                        host_now = time.time()
-                    break
-                except Exception:  # sshd not answering yet: paramiko raises many kinds
-                    if time.monotonic() > deadline:
-                        raise LabError(
-                            f"{node} did not answer SSH within {SSH_AFTER_REVERT_TIMEOUT:.0f} s "
-                            "after the revert",
-                            "`labkit reset` again, or `labkit status`",
-                        ) from None
-                    time.sleep(0.5)
-            if not result.ok:
-                raise LabError(f"{node}: hwclock --hctosys failed: {result.stderr.strip()}")
-            offset = float(result.stdout.strip().splitlines()[-1]) - host_now
-            reporter.step(node, f"clock set (offset {offset:+.1f} s)", 3)
-            return node, offset
-
-        with ThreadPoolExecutor(max_workers=len(state.nodes)) as pool:
-            return dict(pool.map(fix_clock, list(state.nodes)))
+        new tap port forwards at once with STP off) and run ``hwclock --hctosys``; return the clock offset."""
+        deadline = time.monotonic() + SSH_AFTER_REVERT_TIMEOUT
+        while True:
+            try:
+                with self._connection(node) as conn:
+                    result = conn.run("sudo hwclock --hctosys && date +%s.%N")
+                    host_now = time.time()
+                break
+            except Exception:  # sshd not answering yet: paramiko raises many kinds
+                if time.monotonic() > deadline:
+                    raise LabError(
+                        f"{node} did not answer SSH within {SSH_AFTER_REVERT_TIMEOUT:.0f} s after the revert",
+                        "`labkit reset` again, or `labkit status`",
+                    ) from None
+                time.sleep(0.5)
+        if not result.ok:
+            raise LabError(f"{node}: hwclock --hctosys failed: {result.stderr.strip()}")
+        offset = float(result.stdout.strip().splitlines()[-1]) - host_now
+        reporter.step(node, f"clock set (offset {offset:+.1f} s)", 3)
+        return offset
 
     def retry(self, stage: str, reporter: Reporter | None = None) -> ResetReport:
         """Reset to the snapshot of the stage before ``stage`` so the trainee can do ``stage`` again."""
@@ -643,7 +643,7 @@ def destroy_by_name(name: str) -> Removal:
     check_lab_name(name)
     try:
         return Lab.load(name).destroy()
-    except (UsageError, LabError):
+    except (UsageError, LabError, ScenarioError):  # a lab whose scenario is gone or now invalid still goes
         conn = _connect()
         removed = destroy_lab(conn, name)
         shutil.rmtree(LabPaths.for_lab(name).root, ignore_errors=True)

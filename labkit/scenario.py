@@ -240,6 +240,10 @@ class Scenario(Model):
     description: str
     box: str = "labkit/debian12"
     accel: Literal["auto", "kvm", "qemu"] = "auto"
+    mirror: str | None = Field(
+        default=None,
+        description="base URL replacing the artifacts' upstream hosts (classrooms behind a proxy)",
+    )
     network: Network
     versions: Versions
     nodes: list[Node] = Field(min_length=1)

@@ -126,3 +126,25 @@ def test_up_refuses_a_bad_lab_name() -> None:
     result = CliRunner().invoke(app, ["up", "three-node", "--name", "Bad Name"])
     assert result.exit_code == 2
     assert "not a valid lab name" in result.output
+
+
+def test_guide_prints_the_chapter_with_real_values() -> None:
+    result = CliRunner().invoke(app, ["guide", "flannel", "--scenario", "three-node", "--lang", "en"])
+    assert result.exit_code == 0, result.output
+    assert "http://192.168.56.11:2379" in result.output
+    assert "--enable-v2=true" in result.output
+
+
+def test_guide_checklist_only() -> None:
+    result = CliRunner().invoke(
+        app, ["guide", "flannel", "--scenario", "three-node", "--lang", "ja", "--checklist"]
+    )
+    assert result.exit_code == 0
+    assert result.output.count("- [ ]") >= 4
+    assert "CNI" in result.output
+
+
+def test_guide_without_lab_or_scenario() -> None:
+    result = CliRunner().invoke(app, ["guide", "flannel"])
+    assert result.exit_code == 2
+    assert "--scenario" in result.output
