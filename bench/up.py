@@ -104,7 +104,9 @@ def main() -> int:
     )
     parser.add_argument("--pairs", type=int, default=1, help="back-to-back pairs to run (default 1)")
     args = parser.parse_args()
-    Lab.create("three-node", LABKIT_LAB)._ensure_box(LogReporter())  # the box builds only outside the namespace
+    Lab.create("three-node", LABKIT_LAB)._ensure_box(
+        LogReporter()
+    )  # the box builds only outside the namespace
     enter_host_namespace()
     print(f"VAGRANT_HOME={paths.vagrant_home()}  accel: {detect_accel().reason}")
     rows = []
