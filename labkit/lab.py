@@ -600,10 +600,11 @@ class Lab:
                     result = conn.run("sudo hwclock --hctosys && date +%s.%N")
                     host_now = time.time()
                 break
-            except Exception:  # sshd not answering yet: paramiko raises many kinds
+            except Exception as exc:  # sshd not answering yet: paramiko raises many kinds
                 if time.monotonic() > deadline:
                     raise LabError(
-                        f"{node} did not answer SSH within {SSH_AFTER_REVERT_TIMEOUT:.0f} s after the revert",
+                        f"{node} did not answer SSH within {SSH_AFTER_REVERT_TIMEOUT:.0f} s after the revert "
+                        f"(last error: {type(exc).__name__}: {exc})",
                         "`labkit reset` again, or `labkit status`",
                     ) from None
                 time.sleep(0.5)

@@ -17,7 +17,10 @@ CONNECT_TIMEOUT = 30
 
 
 def fabric_config() -> Config:
-    return Config(overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": True}})
+    # in_stream=False: labkit's remote commands never read the caller's stdin (a CLI user's terminal, pytest)
+    return Config(
+        overrides={"load_ssh_configs": False, "run": {"hide": True, "warn": True, "in_stream": False}}
+    )
 
 
 def connect(host: str, keys: list[Path], user: str = SSH_USER) -> Connection:
