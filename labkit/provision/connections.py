@@ -23,8 +23,8 @@ def fabric_config() -> Config:
     )
 
 
-def connect(host: str, keys: list[Path], user: str = SSH_USER) -> Connection:
-    """An (unopened) connection to ``host`` trying ``keys`` in order."""
+def connect(host: str, keys: list[Path], user: str = SSH_USER, port: int | None = None) -> Connection:
+    """An (unopened) connection to ``host`` (``port``, default 22) trying ``keys`` in order."""
     connect_kwargs: dict[str, Any] = {
         "key_filename": [str(k) for k in keys if k.is_file()],
         "look_for_keys": False,
@@ -35,6 +35,7 @@ def connect(host: str, keys: list[Path], user: str = SSH_USER) -> Connection:
     return Connection(
         host=host,
         user=user,
+        port=port,
         config=fabric_config(),
         connect_timeout=CONNECT_TIMEOUT,
         connect_kwargs=connect_kwargs,

@@ -1,0 +1,1 @@
+"""Step kinds, one module each; :mod:`labkit.provision.steps` holds the registry."""

@@ -1,0 +1,69 @@
+"""``artifact``: upload a catalog artifact's files from the host cache, skipped per file when the node's
+sha256 already matches. Path and mode come from the catalog; ``member`` picks one file of an archive."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from labkit.artifacts import InstallSource, install_sources, load_catalog
+from labkit.errors import UsageError
+from labkit.provision.kinds.base import (
+    ArgsModel,
+    Change,
+    Conn,
+    FileAttrs,
+    Result,
+    StepContext,
+    StepKind,
+    attribute_changes,
+    remote_file,
+)
+from labkit.provision.kinds.file import apply_file
+
+
+class ArtifactArgs(ArgsModel):
+    name: str
+    version: str | None = None
+    member: str | None = None
+
+
+class ArtifactStep(StepKind):
+    kind: ClassVar[str] = "artifact"
+    args_model = ArtifactArgs
+    args: ArtifactArgs
+
+    def sources(self, ctx: StepContext) -> list[InstallSource]:
+        """The files to install (extracted and hashed on the host); MissingArtifactsError when not cached."""
+        catalog = ctx.catalog or load_catalog()
+        artifact = catalog.get(self.args.name, self.args.version)
+        found = install_sources(artifact)
+        if self.args.member is not None:
+            found = [s for s in found if s.member == self.args.member]
+            if not found:
+                raise UsageError(
+                    f"{artifact} installs no member {self.args.member!r}",
+                    f"members: {', '.join(artifact.members) or 'none (single file)'}",
+                )
+        return found
+
+    def preflight(self, ctx: StepContext) -> None:
+        self.sources(ctx)
+
+    def plan(self, conn: Conn, ctx: StepContext) -> Change:
+        summaries = []
+        for source in self.sources(ctx):
+            current = remote_file(conn, source.path)
+            if not current.exists or current.sha256 != source.sha256:
+                summaries.append(f"upload {source.local.name} -> {source.path} ({source.mode:04o})")
+            else:
+                summaries += [
+                    f"{source.path}: {c}" for c in attribute_changes(current, "root", "root", source.mode)
+                ]
+        return self.change(ctx, summaries)
+
+    def apply(self, conn: Conn, ctx: StepContext) -> Result:
+        done = []
+        for source in self.sources(ctx):
+            attrs = FileAttrs(mode=source.mode)
+            done += apply_file(conn, source.path, source.local, attrs, sha256=source.sha256)
+        return self.result(ctx, bool(done), "; ".join(done))

@@ -1,0 +1,155 @@
+"""Apply (or plan) one stage's steps over SSH: steps in order, each on its nodes in parallel.
+
+Every step is validated, rendered for each node and pre-flighted (templates render, artifacts are cached)
+before any node is touched. Each node keeps one connection for the whole stage. The first step that fails
+on any node stops the stage; the report names the node, the step, the command and the tail of its output.
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labkit.artifacts import Catalog
+from labkit.errors import LabkitError, UsageError
+from labkit.progress import LogReporter, Reporter
+from labkit.provision.kinds.base import Change, Conn, Result, StepContext, StepFailed, StepKind
+from labkit.provision.steps import for_node, validate_stage
+from labkit.scenario import Scenario, Stage, Step
+
+
+@dataclass
+class StageReport:
+    """Per node, per step: a Result (apply) or a Change (plan). ``failure`` is the first failed result."""
+
+    stage: str
+    plan: bool
+    steps: list[str] = field(default_factory=list)
+    results: dict[str, dict[str, Result]] = field(default_factory=dict)
+    changes: dict[str, dict[str, Change]] = field(default_factory=dict)
+    failure: Result | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.failure is not None
+
+    @property
+    def changed_count(self) -> int:
+        """Changed (or, for a plan, would-change) step runs summed over nodes."""
+        if self.plan:
+            return sum(c.changed for per in self.changes.values() for c in per.values())
+        return sum(r.status == "changed" for per in self.results.values() for r in per.values())
+
+    def summary(self) -> str:
+        verb = "would change" if self.plan else "changed"
+        text = f"stage {self.stage}: {len(self.steps)} steps, {self.changed_count} {verb}"
+        if self.failure is not None:
+            text += f"; FAILED\n{self.failure}"
+        return text
+
+
+def _select_steps(stage: Stage, only: set[str] | None) -> list[Step]:
+    if only is None:
+        return list(stage.steps)
+    names = [s.name for s in stage.steps]
+    unknown = sorted(only - set(names))
+    if unknown:
+        raise UsageError(
+            f"stage {stage.name} has no step {', '.join(map(repr, unknown))}",
+            f"steps of {stage.name}: {', '.join(names) or 'none'}",
+        )
+    return [s for s in stage.steps if s.name in only]
+
+
+def _run_one(kind: StepKind, conn: Conn, ctx: StepContext, plan: bool) -> Change | Result:
+    try:
+        return kind.plan(conn, ctx) if plan else kind.apply(conn, ctx)
+    except StepFailed as exc:
+        return Result(ctx.node, kind.name, "failed", str(exc), exc.command, exc.output)
+    except LabkitError as exc:
+        return Result(ctx.node, kind.name, "failed", str(exc))
+    except Exception as exc:  # SSH and socket errors: the node's result, not a crash of the whole stage
+        return Result(ctx.node, kind.name, "failed", f"{type(exc).__name__}: {exc}")
+
+
+def run_stage(
+    scenario: Scenario,
+    stage: Stage | str,
+    connections: dict[str, Any],
+    *,
+    only: set[str] | None = None,
+    plan: bool = False,
+    context: dict[str, Any] | None = None,
+    reporter: Reporter | None = None,
+    catalog: Catalog | None = None,
+    scenario_dir: Path | None = None,
+) -> StageReport:
+    """Apply (``plan=False``) or plan one stage on the given node connections; see the module doc."""
+    stage = scenario.stage(stage) if isinstance(stage, str) else stage
+    reporter = reporter or LogReporter()
+    validate_stage(stage)
+    steps = _select_steps(stage, only)
+
+    targets: list[tuple[Step, list[str]]] = []
+    for step in steps:
+        nodes = [n.name for n in scenario.select(step.on)]
+        missing = [n for n in nodes if n not in connections]
+        if missing:
+            raise UsageError(
+                f"stage {stage.name}, step {step.name}: no connection to {', '.join(missing)}",
+                f"connections given for: {', '.join(sorted(connections)) or 'none'}",
+            )
+        targets.append((step, nodes))
+    involved = [n.name for n in scenario.nodes if any(n.name in nodes for _, nodes in targets)]
+
+    contexts: dict[str, StepContext] = {}
+    for name in involved:
+        node = scenario.node(name)
+        variables = {**(context or {}), "node": {"name": node.name, "ip": node.ip, "roles": list(node.roles)}}
+        contexts[name] = StepContext(name, variables, scenario_dir or scenario.directory, catalog)
+
+    # everything that can fail on the host fails here, before any node is touched
+    built: dict[tuple[str, str], StepKind] = {}
+    for step, nodes in targets:
+        for name in nodes:
+            kind = for_node(stage, step, contexts[name])
+            kind.preflight(contexts[name])
+            built[(step.name, name)] = kind
+
+    report = StageReport(stage.name, plan, [s.name for s in steps])
+    reporter.start(involved, len(targets))
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, len(involved))) as pool:
+            for index, (step, nodes) in enumerate(targets, start=1):
+                futures = {
+                    name: pool.submit(
+                        _run_one, built[(step.name, name)], connections[name], contexts[name], plan
+                    )
+                    for name in nodes
+                }
+                for name, future in futures.items():
+                    outcome = future.result()
+                    if isinstance(outcome, Change):
+                        report.changes.setdefault(name, {})[step.name] = outcome
+                        if outcome.changed:
+                            contexts[name].changed.add(step.name)
+                        status = f"would change: {outcome.summary}" if outcome.changed else "no change"
+                    else:
+                        report.results.setdefault(name, {})[step.name] = outcome
+                        if outcome.status == "changed":
+                            contexts[name].changed.add(step.name)
+                        elif outcome.status == "failed" and report.failure is None:
+                            report.failure = outcome
+                        status = outcome.status
+                    reporter.step(name, f"{step.name}: {status}", index)
+                if report.failure is not None:
+                    reporter.note(str(report.failure))
+                    break
+    finally:
+        reporter.finish()
+    return report
+
+
+__all__ = ["StageReport", "run_stage"]

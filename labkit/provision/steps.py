@@ -1,0 +1,110 @@
+"""The registry of step kinds and how a scenario's step becomes a runnable, validated one.
+
+Adding a kind is one module under :mod:`labkit.provision.kinds` plus one line in :data:`KINDS`. String
+arguments are Jinja2 templates rendered per node (StrictUndefined) with the runner's context plus ``node``
+(name, ip, roles), so ``path: "{{ root }}/etc/x"`` or ``endpoint: "http://{{ node.ip }}:2379"`` work; write
+``{% raw %}`` around literal braces.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import jinja2
+from pydantic import ValidationError
+
+from labkit.errors import UsageError
+from labkit.provision.kinds.artifact import ArtifactStep
+from labkit.provision.kinds.base import Change, Conn, Result, StepContext, StepFailed, StepKind
+from labkit.provision.kinds.command import CommandStep
+from labkit.provision.kinds.etcd import EtcdPutStep
+from labkit.provision.kinds.file import FileStep
+from labkit.provision.kinds.systemd import SystemdStep
+from labkit.scenario import Stage, Step
+
+KINDS: dict[str, type[StepKind]] = {
+    cls.kind: cls for cls in (FileStep, CommandStep, SystemdStep, ArtifactStep, EtcdPutStep)
+}
+
+
+class StepArgsError(UsageError):
+    """A step's kind is unknown or its arguments do not validate; names the stage, the step and the arg."""
+
+
+def _where(stage: Stage | str, step: Step) -> str:
+    name = stage.name if isinstance(stage, Stage) else stage
+    return f"stage {name}, step {step.name} ({step.kind})"
+
+
+def kind_of(stage: Stage | str, step: Step) -> type[StepKind]:
+    try:
+        return KINDS[step.kind]
+    except KeyError:
+        raise StepArgsError(
+            f"{_where(stage, step)}: unknown step kind {step.kind!r}", f"kinds: {', '.join(sorted(KINDS))}"
+        ) from None
+
+
+def build(stage: Stage | str, step: Step, args: dict[str, Any] | None = None) -> StepKind:
+    """Validate ``args`` (default: the step's own) against the kind's model; StepArgsError naming each bad arg."""
+    cls = kind_of(stage, step)
+    try:
+        parsed = cls.args_model.model_validate(step.args if args is None else args)
+    except ValidationError as exc:
+        problems = []
+        for err in exc.errors(include_url=False):
+            arg = ".".join(str(p) for p in err["loc"]) or "args"
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            problems.append(f"arg {arg!r}: {msg}")
+        fields = ", ".join(cls.args_model.model_fields)
+        raise StepArgsError(
+            f"{_where(stage, step)}: {'; '.join(problems)}", f"{step.kind} takes: {fields}"
+        ) from None
+    return cls(step.name, parsed)
+
+
+def validate_stage(stage: Stage) -> list[StepKind]:
+    """Every step of the stage built from its raw args (before templating), so typos fail before any SSH."""
+    return [build(stage, step) for step in stage.steps]
+
+
+_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+
+
+def render_args(value: Any, variables: dict[str, Any], where: str = "") -> Any:
+    """Render every string inside ``value`` (dicts and lists walked) as a template with ``variables``."""
+    if isinstance(value, str):
+        if "{" not in value:
+            return value
+        try:
+            return _ENV.from_string(value).render(**variables)
+        except jinja2.TemplateError as exc:
+            raise UsageError(f"{where}: {exc}", "give that variable in the context or fix the step") from None
+    if isinstance(value, dict):
+        return {k: render_args(v, variables, where) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render_args(v, variables, where) for v in value]
+    return value
+
+
+def for_node(stage: Stage | str, step: Step, ctx: StepContext) -> StepKind:
+    """The step with its args rendered for one node and validated again."""
+    rendered = render_args(step.args, ctx.vars, _where(stage, step))
+    return build(stage, step, rendered)
+
+
+__all__ = [
+    "KINDS",
+    "Change",
+    "Conn",
+    "Result",
+    "StepArgsError",
+    "StepContext",
+    "StepFailed",
+    "StepKind",
+    "build",
+    "for_node",
+    "kind_of",
+    "render_args",
+    "validate_stage",
+]
