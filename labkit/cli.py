@@ -86,7 +86,7 @@ def main_callback(
 ) -> None:
     """labkit: Kubernetes training labs on real VMs."""
     global _debug
-    _debug = _debug or debug
+    _debug = debug or os.environ.get("LABKIT_DEBUG") == "1"
 
 
 def _print_json(data: Any) -> None:
@@ -185,17 +185,30 @@ def up_cmd(
     accel: Annotated[
         str | None, typer.Option(help="kvm, qemu or auto (default: the scenario's, else auto-detected)")
     ] = None,
+    until: Annotated[
+        str | None, typer.Option(help="Then solve every stage in order up to and including this one")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Bring a lab up: validate, render, boot every VM, configure hostnames, IPs and /etc/hosts.
 
     Running it again on a running lab converges: it boots nothing and reports what it skipped.
+    With --until STAGE, the stages up to STAGE are solved after the boot.
     """
     from labkit.cli_progress import RichReporter
     from labkit.lab import Lab
 
     the_lab = Lab.create(scenario, lab)  # enters host mode's namespace itself, after building a missing box
+    stages = the_lab.stages_until(until) if until else []
     report = the_lab.up(RichReporter(err), accel=accel)
+    for stage in stages:
+        stage_report = the_lab.solve(stage, reporter=RichReporter(err))
+        if not as_json:
+            out.print(stage_report.summary(), markup=False)
+        if stage_report.failed:
+            if as_json:
+                err.print(stage_report.summary(), markup=False)
+            raise SystemExit(4)
     if as_json:
         _print_json(
             {
@@ -295,10 +308,62 @@ def guide_cmd(
     out.print(render_guide(loaded, stage, language, state), markup=False)
 
 
+def _print_stage_report(report: Any) -> None:
+    table = Table(
+        "node", "step", "result", title=f"stage {report.stage}" + (" (plan)" if report.plan else "")
+    )
+    rows = report.changes if report.plan else report.results
+    for node, steps in rows.items():
+        for step, outcome in steps.items():
+            if report.plan:
+                text = f"would change: {outcome.summary}" if outcome.changed else "no change"
+            else:
+                text = outcome.status + (f": {outcome.message}" if outcome.message else "")
+            table.add_row(node, step, text)
+    out.print(table)
+    if report.plan:
+        for node, steps in report.changes.items():
+            for step, change in steps.items():
+                if change.diff:
+                    out.print(f"--- {node} {step}", markup=False)
+                    out.print(change.diff, markup=False)
+    out.print(report.summary(), markup=False)
+
+
 @app.command("solve")
-def solve_cmd(stage: Annotated[str, typer.Argument(help="Stage to apply")], lab: LabOpt = None) -> None:
-    """Apply a stage's reference solution on the lab's nodes (idempotent)."""
-    _not_yet("solve")
+def solve_cmd(
+    stage: Annotated[str, typer.Argument(help="Stage to apply")],
+    lab: LabOpt = None,
+    only: Annotated[
+        str | None, typer.Option(help="Comma-separated step names to run (like Ansible tags)")
+    ] = None,
+    plan: Annotated[
+        bool, typer.Option("--plan", help="Show per node what would change (diffs), change nothing")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Apply a stage's reference solution on the lab's nodes, in parallel; a second run changes nothing."""
+    from labkit.cli_progress import RichReporter
+    from labkit.lab import Lab
+
+    _enter_host_namespace()
+    steps = {s.strip() for s in only.split(",") if s.strip()} if only else None
+    report = Lab.load(lab).solve(stage, only=steps, plan=plan, reporter=RichReporter(err))
+    if as_json:
+        _print_json(
+            {
+                "stage": report.stage,
+                "plan": report.plan,
+                "changed": report.changed_count,
+                "failed": report.failed,
+                "results": {n: {k: v.status for k, v in r.items()} for n, r in report.results.items()},
+                "changes": {n: {k: v.changed for k, v in c.items()} for n, c in report.changes.items()},
+            }
+        )
+    else:
+        _print_stage_report(report)
+    if report.failed:
+        raise SystemExit(4)
 
 
 @app.command("check")

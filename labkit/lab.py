@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import os
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +42,7 @@ from labkit.lock import lab_lock
 from labkit.paths import LabPaths
 from labkit.progress import LogReporter, Reporter
 from labkit.providers.vagrant_libvirt import BOOT_PHASES, VagrantLibvirt
+from labkit.provision.runner import StageReport
 from labkit.render import (
     LibvirtNetwork,
     RenderOptions,
@@ -486,6 +488,55 @@ class Lab:
             disk_bytes=disk_usage(domains),
             rediscovered=self._rediscovered,
         )
+
+    # ---- stages --------------------------------------------------------------------------------------
+
+    def stages_until(self, stage: str) -> list[str]:
+        """Names of the stages from the first up to and including ``stage`` (validated now, before any boot)."""
+        names = [s.name for s in self.scenario.stages]
+        return names[: names.index(self.scenario.stage(stage).name) + 1]
+
+    def solve(
+        self,
+        stage: str,
+        *,
+        only: set[str] | None = None,
+        plan: bool = False,
+        reporter: Reporter | None = None,
+    ) -> StageReport:
+        """Apply (or, with ``plan``, only show) a stage's reference solution on its nodes, in parallel.
+
+        Steps see the same values as the chapter guides (``labkit.guides.guide_context``). Everything that can
+        fail on the host (bad step arguments, templates, missing artifacts) fails before any node is touched.
+        A catalog other than the shipped one can be given with ``LABKIT_CATALOG=PATH``.
+        """
+        from labkit.artifacts import load_catalog
+        from labkit.guides import guide_context
+        from labkit.provision.runner import run_stage
+
+        target = self.scenario.stage(stage)
+        catalog = load_catalog(os.environ.get("LABKIT_CATALOG") or None)
+        with lab_lock(self.paths.lock, self.name, "solve"):
+            state = self._require_state()
+            connections = {node: self._connection(node) for node in state.nodes}
+            try:
+                report = run_stage(
+                    self.scenario,
+                    target,
+                    connections,
+                    only=only,
+                    plan=plan,
+                    context=guide_context(self.scenario, state),
+                    reporter=reporter,
+                    catalog=catalog,
+                )
+            finally:
+                for conn in connections.values():
+                    conn.close()
+            if not plan and not report.failed and only is None:
+                state.current_stage = target.name
+                self._save()
+        return report
 
     # ---- snapshots -------------------------------------------------------------------------------------
 

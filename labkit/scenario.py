@@ -361,11 +361,38 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
     except ValidationError as exc:
         problems.extend(pydantic_problems(exc, shown, lines))
     problems.extend(semantic_problems(data, path.parent, shown, lines))
+    if scenario is not None:
+        problems.extend(_step_problems(scenario, shown, lines))
     if problems:
         problems.sort(key=lambda p: (p.line or 0, p.field))
         raise ScenarioError(_dedupe(problems))
     assert scenario is not None
     return scenario.model_copy(update={"source": path})
+
+
+def _step_problems(scenario: Scenario, shown: str, lines: dict[tuple[str | int, ...], int]) -> list[Problem]:
+    """Each step's kind and arguments, checked against the step registry (before any SSH)."""
+    from labkit.provision.steps import StepArgsError, build
+
+    problems = []
+    for s, stage in enumerate(scenario.stages):
+        for i, step in enumerate(stage.steps):
+            try:
+                build(stage, step)
+            except StepArgsError as exc:
+                loc: tuple[str | int, ...] = (
+                    "stages",
+                    s,
+                    "steps",
+                    i,
+                    "kind" if "unknown step kind" in exc.message else "args",
+                )
+                problems.append(
+                    Problem(
+                        shown, line_for(lines, loc), f"stages[{s}].steps[{i}]", exc.message, exc.hint or ""
+                    )
+                )
+    return problems
 
 
 def _dedupe(problems: list[Problem]) -> list[Problem]:

@@ -32,7 +32,7 @@ BASE: dict[str, Any] = {
         {
             "name": "etcd",
             "title": "etcd",
-            "steps": [{"name": "install", "kind": "command", "on": ["etcd"]}],
+            "steps": [{"name": "install", "kind": "command", "on": ["etcd"], "args": {"run": "true"}}],
             "checks": [{"name": "running", "kind": "service", "on": ["node1"]}],
         },
         {"name": "flannel", "title": "flannel", "requires": ["etcd"]},

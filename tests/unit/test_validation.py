@@ -214,3 +214,21 @@ def test_validate_json(tmp_path: Path) -> None:
     report = json.loads(result.output)
     assert report["valid"] is False
     assert report["problems"][0]["field"] == "nodes[0].cpus"
+
+
+def test_step_kind_and_args_checked_by_validate(tmp_path: Path) -> None:
+    data = scenario_data()
+    data["stages"][0]["steps"] = [
+        {"name": "a", "kind": "teleport", "on": ["node1"]},
+        {
+            "name": "b",
+            "kind": "file",
+            "on": ["node1"],
+            "args": {"path": "/etc/x", "content": "x", "colour": 1},
+        },
+    ]
+    path = write_scenario(tmp_path, data)
+    result = CliRunner().invoke(app, ["validate", str(path)])
+    assert result.exit_code == 2
+    assert "stages[0].steps[0]: stage etcd, step a (teleport): unknown step kind 'teleport'" in result.output
+    assert "stages[0].steps[1]:" in result.output and "'colour'" in result.output

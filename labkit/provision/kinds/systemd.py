@@ -108,6 +108,9 @@ class SystemdStep(StepKind):
             if unit_changed:
                 must(conn, "systemctl daemon-reload", "systemctl daemon-reload")
                 done += [f"wrote {self.unit_path}", "daemon-reload"]
+        if not unit_changed and set(self.args.restart_on) & ctx.changed:
+            # a unit file written by another step (kind file) is read again only after a daemon-reload
+            must(conn, "systemctl daemon-reload", "systemctl daemon-reload")
         enabled, active = self._facts(conn)
         for action in self._actions(unit_changed, ctx, enabled, active):
             must(conn, f"systemctl {action} {u}", f"systemctl {action} {self.args.unit}")
