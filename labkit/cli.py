@@ -348,7 +348,9 @@ def solve_cmd(
 
     _enter_host_namespace()
     steps = {s.strip() for s in only.split(",") if s.strip()} if only else None
-    report = Lab.load(lab).solve(stage, only=steps, plan=plan, reporter=RichReporter(err))
+    the_lab = Lab.load(lab)
+    report = the_lab.solve(stage, only=steps, plan=plan, reporter=RichReporter(err))
+    verification = the_lab.last_verification
     if as_json:
         _print_json(
             {
@@ -358,12 +360,29 @@ def solve_cmd(
                 "failed": report.failed,
                 "results": {n: {k: v.status for k, v in r.items()} for n, r in report.results.items()},
                 "changes": {n: {k: v.changed for k, v in c.items()} for n, c in report.changes.items()},
+                "verified": verification.passed if verification else None,
+                "checks": [r.to_json() for r in verification.results] if verification else [],
+                "snapshot": verification.snapshot if verification else None,
             }
         )
     else:
         _print_stage_report(report)
+        if verification is not None:
+            _print_checks(verification.stage, verification.results)
+            if verification.snapshot:
+                out.print(f"checks pass: snapshot {verification.snapshot} taken (verified)", markup=False)
     if report.failed:
         raise SystemExit(4)
+
+
+def _print_checks(stage: str, results: list[Any]) -> None:
+    table = Table("check", "node", "result", "seen", title=f"stage {stage}")
+    for r in results:
+        table.add_row(r.check, r.node, "pass" if r.ok else "FAIL", r.seen)
+    out.print(table)
+    for r in results:
+        if not r.ok and r.hint:
+            out.print(f"hint ({r.check} on {r.node}): {r.hint}", markup=False)
 
 
 @app.command("check")
@@ -372,10 +391,32 @@ def check_cmd(
         str | None, typer.Argument(help="Stage to check (default: the first not verified)")
     ] = None,
     lab: LabOpt = None,
+    lang: Annotated[
+        str | None, typer.Option(help="Language of the hints: ja or en (default: the locale)")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run a stage's checks on the right nodes and explain every failure."""
-    _not_yet("check")
+    """Run a stage's checks on the right nodes and explain every failure; exit 0 only if all pass."""
+    from labkit.guides import default_language
+    from labkit.lab import Lab
+
+    _enter_host_namespace()
+    language = lang or default_language()
+    the_lab = Lab.load(lab)
+    name, results = the_lab.check(stage, language)
+    passed = all(r.ok for r in results)
+    if as_json:
+        _print_json({"stage": name, "passed": passed, "results": [r.to_json() for r in results]})
+    else:
+        _print_checks(name, results)
+        if passed:
+            out.print(
+                f"stage {name} verified. Snapshot it with `labkit snapshot {name}-ok`; "
+                f"comprehension checklist: `labkit guide {name} --checklist`",
+                markup=False,
+            )
+    if not passed:
+        raise SystemExit(1)
 
 
 @app.command("snapshot")

@@ -23,6 +23,7 @@ from typing import Any
 
 from labkit import paths
 from labkit.accel import AccelChoice, detect_accel
+from labkit.checks import CheckResult
 from labkit.errors import HostError, LabError, ScenarioError, UsageError
 from labkit.guest import configure_script, parse_output, remote_command
 from labkit.libvirt_lab import (
@@ -87,6 +88,17 @@ class UpReport:
     def converged(self) -> bool:
         """Nothing had to be done: every VM was running and configured."""
         return not self.booted and not any(self.changed.values())
+
+
+@dataclass
+class Verification:
+    stage: str
+    results: list[CheckResult]
+    snapshot: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return all(r.ok for r in self.results)
 
 
 @dataclass
@@ -536,7 +548,58 @@ class Lab:
             if not plan and not report.failed and only is None:
                 state.current_stage = target.name
                 self._save()
+        if not plan and not report.failed and only is None and target.checks:
+            self.last_verification = self.verify(target.name)
         return report
+
+    last_verification: Verification | None = None
+
+    def check(self, stage: str | None = None, lang: str = "en") -> tuple[str, list[CheckResult]]:
+        """Run a stage's checks (default: the first stage with checks not yet verified); read-only.
+
+        All passing marks the stage verified in the lab's state (a later ``labkit snapshot <stage>-ok`` is then
+        recorded as verified)."""
+        from labkit.checks import run_checks
+        from labkit.guides import guide_context
+
+        state = self._require_state()
+        if stage is None:
+            pending = [s for s in self.scenario.stages if s.checks and s.name not in state.verified_stages]
+            if not pending:
+                raise UsageError("every stage with checks is verified", "name a stage: labkit check STAGE")
+            stage = pending[0].name
+        target = self.scenario.stage(stage)
+        if not target.checks:
+            raise UsageError(
+                f"stage {target.name} has no checks yet", "see `labkit guide` for how to check it by hand"
+            )
+        connections = {node: self._connection(node) for node in state.nodes}
+        try:
+            results = run_checks(
+                self.scenario, target, connections, guide_context(self.scenario, state), lang
+            )
+        finally:
+            for conn in connections.values():
+                conn.close()
+        if all(r.ok for r in results):
+            if target.name not in state.verified_stages:
+                state.verified_stages.append(target.name)
+        elif target.name in state.verified_stages:
+            state.verified_stages.remove(target.name)
+        self._save()
+        return target.name, results
+
+    def verify(self, stage: str) -> Verification:
+        """Check ``stage``; when every check passes, snapshot the lab as ``<stage>-ok``, marked verified."""
+        name, results = self.check(stage)
+        verification = Verification(stage=name, results=results)
+        if verification.passed:
+            snapshot = self.scenario.stage(name).snapshot_name
+            self.snapshot(
+                snapshot, force=True, stage=name, verified=True, checks=[r.to_json() for r in results]
+            )
+            verification.snapshot = snapshot
+        return verification
 
     # ---- snapshots -------------------------------------------------------------------------------------
 
@@ -565,10 +628,15 @@ class Lab:
         conn = _connect()
         with lab_lock(self.paths.lock, self.name, "snapshot"):
             state = self._require_state()
+            stage = stage or state.current_stage
+            # `labkit snapshot etcd-ok` right after `labkit check etcd` passed is a verified snapshot too
+            verified = verified or (
+                stage is not None and name == f"{stage}-ok" and stage in state.verified_stages
+            )
             record = SnapshotRecord(
                 name=name,
                 taken=snapshot_now(),
-                stage=stage or state.current_stage,
+                stage=stage,
                 verified=verified,
                 checks=checks or [],
                 versions=self.scenario.versions.model_dump(exclude_none=True),

@@ -372,10 +372,21 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
 
 def _step_problems(scenario: Scenario, shown: str, lines: dict[tuple[str | int, ...], int]) -> list[Problem]:
     """Each step's kind and arguments, checked against the step registry (before any SSH)."""
+    from labkit.checks import build as build_check
     from labkit.provision.steps import StepArgsError, build
 
     problems = []
     for s, stage in enumerate(scenario.stages):
+        for c, check in enumerate(stage.checks):
+            try:
+                build_check(stage, check)
+            except UsageError as exc:
+                loc_c: tuple[str | int, ...] = ("stages", s, "checks", c)
+                problems.append(
+                    Problem(
+                        shown, line_for(lines, loc_c), f"stages[{s}].checks[{c}]", exc.message, exc.hint or ""
+                    )
+                )
         for i, step in enumerate(stage.steps):
             try:
                 build(stage, step)

@@ -102,6 +102,7 @@ def test_solve_etcd_runs_etcd_with_v2_on_node1(three_node_lab: Lab, served_etcd:
     first = json.loads(labkit_cli("solve", "etcd", "--name", three_node_lab.name, "--json").stdout)
     assert first["failed"] is False and first["changed"] >= 4
     assert set(first["results"]) == {"node1"}
+    assert first["verified"] is True and first["snapshot"] == "etcd-ok", first["checks"]
     health = three_node_lab.run("node1", "ETCDCTL_API=3 /usr/local/bin/etcdctl endpoint health")
     assert health.ok, health.stdout + health.stderr
     conf = three_node_lab.run("node1", "cat /etc/etcd/etcd.conf").stdout
@@ -146,3 +147,28 @@ def test_v2_off_gives_the_courses_error_and_solve_repairs_it(three_node_lab: Lab
     assert repaired["failed"] is False and repaired["changed"] >= 2
     fixed = lab.run("node1", "ETCDCTL_API=2 /usr/local/bin/etcdctl get /coreos.com/network/config")
     assert fixed.ok, fixed.stdout + fixed.stderr
+
+
+def test_etcd_ok_is_verified_and_a_reset_to_it_heals_a_broken_etcd(
+    three_node_lab: Lab, served_etcd: str
+) -> None:
+    lab = three_node_lab
+    listing = json.loads(labkit_cli("snapshots", "--name", lab.name, "--json").stdout)
+    etcd_ok = next(s for s in listing["snapshots"] if s["name"] == "etcd-ok")
+    assert etcd_ok["verified"] is True and etcd_ok["stage"] == "etcd" and etcd_ok["complete"] is True
+
+    assert lab.run(
+        "node1", "sudo sed -i '/--enable-v2=true/d' /etc/etcd/etcd.conf && sudo systemctl restart etcd"
+    ).ok
+    failed = labkit_cli("check", "etcd", "--name", lab.name, "--lang", "en", "--json", check=False)
+    assert failed.returncode == 1
+    report = json.loads(failed.stdout)
+    v2 = next(r for r in report["results"] if r["check"] == "etcd-v2-api")
+    assert v2["ok"] is False and "--enable-v2=true" in v2["hint"] and "invalid json" in v2["seen"]
+    assert all(r["ok"] for r in report["results"] if r["check"] != "etcd-v2-api")
+
+    reset = json.loads(labkit_cli("reset", "etcd-ok", "--name", lab.name, "--json").stdout)
+    print(f"reset to etcd-ok: {reset['seconds']:.1f} s")
+    passed = json.loads(labkit_cli("check", "etcd", "--name", lab.name, "--json").stdout)
+    assert passed["passed"] is True
+    assert "--enable-v2=true" in lab.run("node1", "cat /etc/etcd/etcd.conf").stdout

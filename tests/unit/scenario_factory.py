@@ -33,7 +33,9 @@ BASE: dict[str, Any] = {
             "name": "etcd",
             "title": "etcd",
             "steps": [{"name": "install", "kind": "command", "on": ["etcd"], "args": {"run": "true"}}],
-            "checks": [{"name": "running", "kind": "service", "on": ["node1"]}],
+            "checks": [
+                {"name": "running", "kind": "service", "on": ["node1"], "args": {"unit": "etcd.service"}}
+            ],
         },
         {"name": "flannel", "title": "flannel", "requires": ["etcd"]},
     ],
