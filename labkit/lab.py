@@ -347,15 +347,11 @@ class Lab:
 
     def _render(self, accel: AccelChoice) -> None:
         assert self.state is not None
-        keys = [str(self.paths.ssh_key)]
-        insecure = insecure_private_key()
-        if insecure is not None:
-            keys.append(str(insecure))
         options = RenderOptions(
             lab=self.name,
             accel=accel.driver,
             management_network=LibvirtNetwork(self.state.management_network, self.state.management_cidr),
-            ssh_private_keys=tuple(keys),
+            ssh_private_keys=tuple(str(key) for key in self._keys()),
         )
         write_vagrantfile(self.scenario, options, self.paths.root)
 
@@ -394,6 +390,7 @@ class Lab:
             self._save()
 
     def _keys(self) -> list[Path]:
+        """The lab's key first; Vagrant's insecure key while a fresh VM still only accepts that one."""
         keys = [self.paths.ssh_key]
         insecure = insecure_private_key()
         if insecure is not None:

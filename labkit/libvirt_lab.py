@@ -161,7 +161,8 @@ class Removal:
         return not (self.snapshots or self.domains or self.volumes or self.networks)
 
 
-def _domain_volumes(dom: Any) -> list[str]:
+def domain_disk_paths(dom: Any) -> list[str]:
+    """Host paths of the domain's disk images."""
     root = ET.fromstring(dom.XMLDesc(0))
     return [
         source.get("file", "")
@@ -175,7 +176,7 @@ def destroy_lab(conn: Any, lab: str, nodes: Collection[str] | None = None) -> Re
     libvirt = _libvirt()
     removed = Removal()
     for node, dom in sorted(lab_domains(conn, lab, nodes).items()):
-        volume_paths = _domain_volumes(dom)
+        volume_paths = domain_disk_paths(dom)
         # A domain with snapshots cannot be undefined: delete them first (children before parents is what
         # libvirt's "delete metadata and data" does for internal snapshots one by one).
         for snap in dom.listAllSnapshots(0):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from labkit.scenario import Scenario
 
 DEFAULT_LIBVIRT_URI = "qemu:///system"
 DEFAULT_STORAGE_POOL = "default"
+# labkit gives every lab its own management network (the one vagrant and SSH use) out of this pool.
 MANAGEMENT_POOL = ipaddress.IPv4Network("172.29.0.0/16")
 
 
@@ -51,7 +53,7 @@ def lab_network(lab: str) -> LibvirtNetwork:
     return LibvirtNetwork(f"labkit-{lab}-lab", "")
 
 
-def default_management_network(lab: str, taken: set[str] = frozenset()) -> LibvirtNetwork:  # type: ignore[assignment]
+def default_management_network(lab: str, taken: Collection[str] = ()) -> LibvirtNetwork:
     """A /24 of 172.29.0.0/16 picked from the lab name; ``taken`` CIDRs are skipped (other labs on this host)."""
     subnets = list(MANAGEMENT_POOL.subnets(new_prefix=24))
     start = int(hashlib.sha256(lab.encode()).hexdigest(), 16) % len(subnets)

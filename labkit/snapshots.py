@@ -19,6 +19,7 @@ from typing import Any
 from xml.sax.saxutils import escape
 
 from labkit.errors import LabError, UsageError
+from labkit.libvirt_lab import domain_disk_paths
 
 RECORD_PREFIX = "labkit-snapshot "
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
@@ -196,16 +197,11 @@ def list_sets(domains: dict[str, Any]) -> list[SnapshotSet]:
     return sorted(sets.values(), key=lambda s: (s.record.taken, s.record.name))
 
 
-def _disk_paths(dom: Any) -> list[str]:
-    root = ET.fromstring(dom.XMLDesc(0))
-    return [s.get("file", "") for s in root.findall("./devices/disk[@device='disk']/source") if s.get("file")]
-
-
 def _vm_state_sizes(domains: dict[str, Any]) -> dict[str, int]:
     """Bytes of saved VM state per snapshot name over all domains (``qemu-img snapshot -l``'s VM SIZE)."""
     totals: dict[str, int] = {}
     for dom in domains.values():
-        for path in _disk_paths(dom):
+        for path in domain_disk_paths(dom):
             try:
                 out = subprocess.run(
                     ["qemu-img", "info", "-U", "--output=json", path],
@@ -225,7 +221,7 @@ def disk_usage(domains: dict[str, Any]) -> int:
     """Bytes the lab's disks take on the host (their qcow2 files, snapshots included)."""
     total = 0
     for dom in domains.values():
-        for path in _disk_paths(dom):
+        for path in domain_disk_paths(dom):
             try:
                 total += dom.blockInfo(path, 0)[2]
             except Exception:  # a disk that vanished counts as nothing

@@ -14,11 +14,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from labkit.errors import Problem
+from labkit.render import MANAGEMENT_POOL
 from labkit.scenario import KNOWN_ROLES, SELECT_ALL
 from labkit.yamlpos import Loc, format_loc, line_for
-
-# labkit gives every lab its own management network (the one vagrant and SSH use) out of this pool.
-MANAGEMENT_POOL = ipaddress.IPv4Network("172.29.0.0/16")
 
 _GENERIC_FIXES: dict[str, tuple[str, str]] = {
     "missing": ("is required", "add it"),
