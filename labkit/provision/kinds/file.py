@@ -1,5 +1,7 @@
 """``file``: a file on the node with given content (inline or a Jinja2 template), owner, group and mode.
 
+A template sees the stage's variables plus the step's own ``vars``.
+
 The remote sha256 is compared first; the content is uploaded only when it differs, and owner/mode are
 fixed in place when only they differ. ``plan`` shows a unified diff.
 """
@@ -42,6 +44,9 @@ class FileArgs(FileAttrs):
     path: str
     content: str | None = None
     template: str | None = None
+    vars: dict[str, Any] = {}
+    """Extra template variables for this step only (e.g. ``{cni: true}`` when a later chapter re-renders a file
+    an earlier chapter wrote, adding its part)."""
 
     @field_validator("path")
     @classmethod
@@ -95,7 +100,7 @@ class FileStep(StepKind):
         if self.args.content is not None:
             return self.args.content.encode()
         assert self.args.template is not None
-        return render_template(ctx.scenario_dir, self.args.template, ctx.vars).encode()
+        return render_template(ctx.scenario_dir, self.args.template, {**ctx.vars, **self.args.vars}).encode()
 
     def preflight(self, ctx: StepContext) -> None:
         self.content(ctx)
