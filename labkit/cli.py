@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,7 +18,7 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from labkit import __version__
-from labkit.errors import LabkitError, NotImplementedYet, ScenarioError, UsageError
+from labkit.errors import LabkitError, ScenarioError, UsageError
 from labkit.render import RenderOptions, default_management_network, write_vagrantfile
 from labkit.scenario import Scenario, available_scenarios, load_scenario
 from labkit.vagrant_keys import insecure_private_key
@@ -166,10 +166,6 @@ def render_cmd(
         out_dir,
     )
     out.print(f"wrote {target} ({len(loaded.nodes)} machines, lab {lab_name})")
-
-
-def _not_yet(command: str) -> NoReturn:
-    raise NotImplementedYet(command)
 
 
 def _enter_host_namespace() -> None:
@@ -427,11 +423,19 @@ def snapshot_cmd(
     target: Annotated[str | None, typer.Argument(help="With `delete`: the snapshot set to delete")] = None,
     lab: LabOpt = None,
     force: Annotated[bool, typer.Option("--force", help="Replace an existing snapshot of that name")] = False,
+    disk_only: Annotated[
+        bool,
+        typer.Option(
+            "--disk-only",
+            help="For hosts short of disk: shut the VMs down, snapshot their disks without memory, boot them "
+            "again. Saves the VMs' memory image (~200 MiB per VM) but costs a boot now and at every reset.",
+        ),
+    ] = False,
 ) -> None:
     """Snapshot every VM of the lab under one name, all or nothing (`labkit snapshot delete NAME` removes one).
 
     Snapshots are internal qcow2 snapshots with memory, taken with the VMs running (about 1 s per VM);
-    a reset to one takes seconds.
+    a reset to one takes seconds. With --disk-only the VMs are shut down for it and a reset boots them.
     """
     from labkit.lab import Lab
 
@@ -445,9 +449,10 @@ def snapshot_cmd(
         return
     if target is not None:
         raise UsageError(f"unexpected argument {target!r}", "labkit snapshot NAME [--force]")
-    record = the_lab.snapshot(name, force=force)
+    record = the_lab.snapshot(name, force=force, disk_only=disk_only)
     stage = f" at stage {record.stage}" if record.stage else ""
-    out.print(f"snapshot {name} taken on {len(the_lab.scenario.nodes)} VMs{stage}", markup=False)
+    kind = " (disk only: a reset to it boots the VMs)" if disk_only else ""
+    out.print(f"snapshot {name} taken on {len(the_lab.scenario.nodes)} VMs{stage}{kind}", markup=False)
 
 
 @app.command("snapshots")
@@ -465,6 +470,7 @@ def snapshots_cmd(lab: LabOpt = None, as_json: JsonOpt = False) -> None:
             "stage": s.record.stage,
             "taken": s.record.taken,
             "verified": s.record.verified,
+            "disk_only": s.record.disk_only,
             "complete": s.complete(all_nodes),
             "nodes": s.nodes,
             "vm_state_bytes": s.size_bytes,
@@ -477,6 +483,8 @@ def snapshots_cmd(lab: LabOpt = None, as_json: JsonOpt = False) -> None:
     table = Table("snapshot", "stage", "taken", "verified", "VM state", "nodes", title=f"lab {the_lab.name}")
     for row in rows:
         size = f"{row['vm_state_bytes'] / 2**20:.0f} MiB" if row["vm_state_bytes"] else "-"
+        if row["disk_only"]:
+            size = "none (disk only)"
         nodes = "all" if row["complete"] else f"only {', '.join(row['nodes'])}"
         table.add_row(
             row["name"],
@@ -521,17 +529,26 @@ def retry_cmd(
         bool, typer.Option("--solve", help="Apply the stage's solution after the reset")
     ] = False,
 ) -> None:
-    """Reset to the snapshot of the stage before STAGE so it can be done again."""
+    """Reset to the snapshot of the stage before STAGE so it can be done again (--solve: and apply it)."""
     from labkit.cli_progress import RichReporter
     from labkit.lab import Lab
 
-    if solve:
-        raise NotImplementedYet("retry --solve")
     _enter_host_namespace()
-    report = Lab.load(lab).retry(stage, RichReporter(err))
-    out.print(
-        f"back at {report.name} in {report.seconds:.1f} s: stage {stage} can be done again", markup=False
-    )
+    the_lab = Lab.load(lab)
+    report = the_lab.retry(stage, RichReporter(err))
+    if not solve:
+        out.print(
+            f"back at {report.name} in {report.seconds:.1f} s: stage {stage} can be done again", markup=False
+        )
+        return
+    out.print(f"back at {report.name} in {report.seconds:.1f} s; solving {stage}", markup=False)
+    solved = the_lab.solve(stage, reporter=RichReporter(err))
+    _print_stage_report(solved)
+    verification = the_lab.last_verification
+    if verification is not None:
+        _print_checks(verification.stage, verification.results)
+    if solved.failed:
+        raise SystemExit(4)
 
 
 @app.command("destroy")

@@ -29,6 +29,8 @@ Variables a guide can use (all built by :func:`guide_context`):
                             default (udp 8285, vxlan 8472; ``None`` for host-gw)
 ``flannel_network_config``  the JSON flannel reads from etcd, as one line: ``{"Network": ..., "SubnetLen": ...,
                             "Backend": {"Type": ..., "Port": ...}}``
+``flannel_etcd_prefix``     flanneld's ``-etcd-prefix`` (``/coreos.com/network``); ``flannel_config_key`` its ``/config`` key
+``kubeconfig``              the kubeconfig every component and root's kubectl use (``/etc/kubernetes/kubeconfig``)
 ``flannel_etcd_api``        ``"2"`` for flannel <= 0.17 (etcd v2 API only), ``"3"`` for newer releases
 ``service_range``           kube-apiserver's ``--service-cluster-ip-range`` (``network.services``)
 ``kubernetes_service_ip``   the first address of the service range (the ``kubernetes`` Service)
@@ -67,6 +69,8 @@ NODEPORT = 30080
 CLUSTER_DOMAIN = "cluster.local"
 CNI_BIN_DIR = "/opt/cni/bin"
 CNI_CONF_DIR = "/etc/cni/net.d"
+FLANNEL_ETCD_PREFIX = "/coreos.com/network"
+KUBECONFIG = "/etc/kubernetes/kubeconfig"
 # flannel's own defaults when the scenario names no port (flannel's Documentation/backends.md).
 BACKEND_DEFAULT_PORTS: dict[str, int | None] = {"udp": 8285, "vxlan": 8472, "host-gw": None}
 # Images of the Kubernetes 1.19 era. hello-app answers "Hostname: <pod name>" on 8080 (the NodePort check counts
@@ -160,6 +164,9 @@ def guide_context(scenario: Scenario, lab_state: LabState | None = None) -> dict
         "pod_subnet_len": net.pod_subnet_len,
         "backend": {"type": net.backend.type, "port": backend_port},
         "flannel_network_config": json.dumps(flannel_network_config(scenario)),
+        "flannel_etcd_prefix": FLANNEL_ETCD_PREFIX,
+        "flannel_config_key": f"{FLANNEL_ETCD_PREFIX}/config",
+        "kubeconfig": KUBECONFIG,
         # flannel <= 0.17 speaks only the etcd v2 API; 0.18 moved to v3 (course.md).
         "flannel_etcd_api": "2" if _version_tuple(versions.flannel) < (0, 18) else "3",
         "service_range": net.services,

@@ -73,6 +73,7 @@ from labkit.vagrant_keys import insecure_private_key
 RAM_PER_VM_MIB = {"qemu": 1500, "kvm": 1100}
 MGMT_IP_TIMEOUT = 120.0
 SSH_AFTER_REVERT_TIMEOUT = 90.0
+BOOT_SSH_TIMEOUT = 420.0  # an emulated VM boots in ~40 s alone, several together share the host's cores
 
 
 @dataclass
@@ -619,8 +620,10 @@ class Lab:
         stage: str | None = None,
         verified: bool = False,
         checks: list[dict[str, Any]] | None = None,
+        disk_only: bool = False,
     ) -> SnapshotRecord:
-        """Snapshot every VM under ``name``, all or nothing."""
+        """Snapshot every VM under ``name``, all or nothing. ``disk_only``: shut the VMs down, snapshot their
+        disks without memory (much less disk), boot them again and wait for SSH; a reset to it then boots."""
         check_name(name)
         conn = _connect()
         with lab_lock(self.paths.lock, self.name, "snapshot"):
@@ -637,8 +640,17 @@ class Lab:
                 verified=verified,
                 checks=checks or [],
                 versions=self.scenario.versions.model_dump(exclude_none=True),
+                disk_only=disk_only,
             )
             take_set(self._domains(conn), record, force=force)
+            if disk_only:
+                with ThreadPoolExecutor(max_workers=len(self.scenario.nodes)) as pool:
+                    waits = [
+                        pool.submit(self._fix_clock, n.name, LogReporter(), BOOT_SSH_TIMEOUT)
+                        for n in self.scenario.nodes
+                    ]
+                for wait in waits:
+                    wait.result()
         return record
 
     def snapshots(self) -> list[SnapshotSet]:
@@ -682,8 +694,11 @@ class Lab:
             def after_revert(node: str) -> None:
                 # in the node's own revert thread: its SSH wait overlaps the other nodes' reverts
                 reverted_at[node] = time.monotonic() - started
-                reporter.step(node, "reverted; waiting for SSH", 1)
-                offsets[node] = self._fix_clock(node, reporter)
+                reporter.step(
+                    node, "reverted; booting" if record.disk_only else "reverted; waiting for SSH", 1
+                )
+                timeout = BOOT_SSH_TIMEOUT if record.disk_only else SSH_AFTER_REVERT_TIMEOUT
+                offsets[node] = self._fix_clock(node, reporter, timeout)
 
             try:
                 revert_set(
@@ -706,10 +721,10 @@ class Lab:
             clock_offsets=offsets,
         )
 
-    def _fix_clock(self, node: str, reporter: Reporter) -> float:
+    def _fix_clock(self, node: str, reporter: Reporter, timeout: float = SSH_AFTER_REVERT_TIMEOUT) -> float:
         """SSH connections do not survive a revert and the guest clock stays at snapshot time: reconnect (the
         new tap port forwards at once with STP off) and run ``hwclock --hctosys``; return the clock offset."""
-        deadline = time.monotonic() + SSH_AFTER_REVERT_TIMEOUT
+        deadline = time.monotonic() + timeout
         while True:
             try:
                 with self._connection(node) as conn:
@@ -719,7 +734,7 @@ class Lab:
             except Exception as exc:  # sshd not answering yet: paramiko raises many kinds
                 if time.monotonic() > deadline:
                     raise LabError(
-                        f"{node} did not answer SSH within {SSH_AFTER_REVERT_TIMEOUT:.0f} s after the revert "
+                        f"{node} did not answer SSH within {timeout:.0f} s after the revert "
                         f"(last error: {type(exc).__name__}: {exc})",
                         "`labkit reset` again, or `labkit status`",
                     ) from None

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from pydantic_core import PydanticCustomError
 
 from labkit import paths
-from labkit.errors import Problem, ScenarioError, UsageError
+from labkit.errors import LabkitError, Problem, ScenarioError, UsageError
 from labkit.yamlpos import YamlSyntaxError, line_for, load_yaml_with_lines
 
 KNOWN_ROLES = ("etcd", "apiserver", "scheduler", "controller-manager", "worker")
@@ -373,7 +373,13 @@ def load_scenario(name_or_path: str | Path) -> Scenario:
 def _step_problems(scenario: Scenario, shown: str, lines: dict[tuple[str | int, ...], int]) -> list[Problem]:
     """Each step's kind and arguments, checked against the step registry (before any SSH)."""
     from labkit.checks import build as build_check
-    from labkit.provision.steps import StepArgsError, build
+    from labkit.guides import guide_context
+    from labkit.provision.steps import build_for_nodes
+
+    try:
+        context: dict[str, Any] | None = guide_context(scenario)
+    except LabkitError:
+        context = None  # steps are then checked without templating
 
     problems = []
     for s, stage in enumerate(scenario.stages):
@@ -389,8 +395,8 @@ def _step_problems(scenario: Scenario, shown: str, lines: dict[tuple[str | int, 
                 )
         for i, step in enumerate(stage.steps):
             try:
-                build(stage, step)
-            except StepArgsError as exc:
+                build_for_nodes(scenario, stage, step, context)
+            except UsageError as exc:
                 loc: tuple[str | int, ...] = (
                     "stages",
                     s,

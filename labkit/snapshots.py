@@ -11,6 +11,7 @@ import datetime as dt
 import json
 import re
 import subprocess
+import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -22,6 +23,7 @@ from labkit.errors import LabError, UsageError
 from labkit.libvirt_lab import domain_disk_paths
 
 RECORD_PREFIX = "labkit-snapshot "
+SHUTDOWN_TIMEOUT = 180.0
 NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 
@@ -36,6 +38,8 @@ class SnapshotRecord:
     checks: list[dict[str, Any]] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)
     artifacts: dict[str, str] = field(default_factory=dict)
+    disk_only: bool = False
+    """Taken with the VMs shut down: disks only, no memory; a reset to it boots the VMs."""
 
     def to_description(self) -> str:
         return RECORD_PREFIX + json.dumps(asdict(self), sort_keys=True)
@@ -106,8 +110,49 @@ def take_set(
 ) -> list[str]:
     """Snapshot every domain under ``record.name``. On any failure the snapshots already taken are deleted.
 
-    Returns the node names snapshotted. Refuses when the name exists somewhere unless ``force``.
+    Returns the node names snapshotted. Refuses when the name exists somewhere unless ``force``. With
+    ``record.disk_only`` the domains are shut down first and started again afterwards, whatever happened.
     """
+    if record.disk_only:
+        _shut_down(domains)
+        try:
+            return _take_set(domains, record, force, on_node, expected_state="shutoff")
+        finally:
+            _start(domains)
+    return _take_set(domains, record, force, on_node, expected_state="running")
+
+
+def _shut_down(domains: dict[str, Any], timeout: float = SHUTDOWN_TIMEOUT) -> None:
+    """ACPI shutdown of every running domain at once; LabError naming the VMs still up after ``timeout``."""
+    running = {node: dom for node, dom in domains.items() if dom.isActive()}
+    for dom in running.values():
+        dom.shutdown()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if not any(dom.isActive() for dom in running.values()):
+            return
+        time.sleep(1)
+    up = sorted(node for node, dom in running.items() if dom.isActive())
+    _start(domains)
+    raise LabError(
+        f"{', '.join(up)} did not shut down within {timeout:.0f} s: no disk-only snapshot taken",
+        "retry, or take a snapshot with memory (without --disk-only)",
+    )
+
+
+def _start(domains: dict[str, Any]) -> None:
+    for dom in domains.values():
+        if not dom.isActive():
+            dom.create()
+
+
+def _take_set(
+    domains: dict[str, Any],
+    record: SnapshotRecord,
+    force: bool,
+    on_node: Callable[[str], None] | None,
+    expected_state: str,
+) -> list[str]:
     libvirt = _libvirt()
     check_name(record.name)
     existing = [node for node, dom in domains.items() if _has_snapshot(dom, record.name)]
@@ -116,10 +161,11 @@ def take_set(
             f"snapshot {record.name} already exists on {', '.join(sorted(existing))}",
             f"choose another name, or `labkit snapshot {record.name} --force` to replace it",
         )
-    not_running = [node for node, dom in domains.items() if not dom.isActive()]
-    if not_running:
+    running = expected_state == "running"
+    wrong = [node for node, dom in domains.items() if bool(dom.isActive()) != running]
+    if wrong:
         raise LabError(
-            f"cannot snapshot: {', '.join(sorted(not_running))} not running",
+            f"cannot snapshot: {', '.join(sorted(wrong))} {'not running' if running else 'still running'}",
             "`labkit up` first (snapshots are taken with the VMs running)",
         )
     for node in existing:
@@ -128,13 +174,15 @@ def take_set(
     xml = snapshot_xml(record)
     for node, dom in domains.items():
         try:
-            if not dom.isActive():
+            if bool(dom.isActive()) != running:
                 # a shut-off domain would get a disk-only snapshot: not the running state of the set
-                raise libvirt.libvirtError(f"{dom.name()} is no longer running")
+                raise libvirt.libvirtError(
+                    f"{dom.name()} is no longer {expected_state.replace('shutoff', 'shut off')}"
+                )
             snap = dom.snapshotCreateXML(xml, 0)
-            if ET.fromstring(snap.getXMLDesc(0)).findtext("state") != "running":
+            if ET.fromstring(snap.getXMLDesc(0)).findtext("state") != expected_state:
                 snap.delete(0)
-                raise libvirt.libvirtError(f"{dom.name()} stopped while its snapshot was taken")
+                raise libvirt.libvirtError(f"{dom.name()} changed state while its snapshot was taken")
         except libvirt.libvirtError as exc:
             rollback_errors = []
             for done in taken:
@@ -236,15 +284,17 @@ def revert_set(
     on_node: Callable[[str], None] | None = None,
 ) -> None:
     """Revert every domain to ``name`` in parallel, one libvirt connection per thread (libvirt serialises calls
-    on one connection). Domains are given by name so each thread looks its own up."""
+    on one connection). Domains are given by name so each thread looks its own up. A disk-only snapshot
+    (taken shut off) is reverted and booted."""
     libvirt = _libvirt()
+    flags = libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_FORCE | libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_RUNNING
 
     def revert(node: str) -> None:
         conn = connect()
         try:
             dom = conn.lookupByName(domain_names[node])
             snap = dom.snapshotLookupByName(name, 0)
-            dom.revertToSnapshot(snap, libvirt.VIR_DOMAIN_SNAPSHOT_REVERT_FORCE)
+            dom.revertToSnapshot(snap, flags)
         finally:
             conn.close()
         if on_node:

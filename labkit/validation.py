@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from labkit.errors import Problem
 from labkit.render import MANAGEMENT_POOL
 from labkit.scenario import KNOWN_ROLES, SELECT_ALL
+from labkit.version_guard import version_refusals
 from labkit.yamlpos import Loc, format_loc, line_for
 
 _GENERIC_FIXES: dict[str, tuple[str, str]] = {
@@ -161,6 +162,11 @@ def semantic_problems(data: dict[str, Any], base: Path, file: str, lines: dict[L
             f"cluster_dns {dns} is outside network.services {services}",
             f"pick an address inside {services}",
         )
+
+    versions = data.get("versions")
+    if isinstance(versions, dict):
+        for refusal in version_refusals(versions):
+            problem(("versions", refusal.field), refusal.message, refusal.fix)
 
     roles_defined = {r for _, n in nodes for r in (n.get("roles") or []) if isinstance(r, str)}
     stage_names: dict[str, int] = {}

@@ -16,8 +16,10 @@ from labkit.artifacts import Catalog
 from labkit.errors import LabkitError, UsageError
 from labkit.progress import LogReporter, Reporter
 from labkit.provision.kinds.base import Change, Conn, Result, StepContext, StepFailed, StepKind
-from labkit.provision.steps import for_node, validate_stage
+from labkit.provision.kinds.file import FileStep
+from labkit.provision.steps import for_node, node_variables, validate_stage
 from labkit.scenario import Scenario, Stage, Step
+from labkit.version_guard import NETWORK_PLUGIN_FIX, network_plugin_refusal
 
 
 @dataclass
@@ -89,7 +91,7 @@ def run_stage(
     """Apply (``plan=False``) or plan one stage on the given node connections; see the module doc."""
     stage = scenario.stage(stage) if isinstance(stage, str) else stage
     reporter = reporter or LogReporter()
-    validate_stage(stage)
+    validate_stage(scenario, stage, context)
     steps = _select_steps(stage, only)
 
     targets: list[tuple[Step, list[str]]] = []
@@ -106,8 +108,7 @@ def run_stage(
 
     contexts: dict[str, StepContext] = {}
     for name in involved:
-        node = scenario.node(name)
-        variables = {**(context or {}), "node": {"name": node.name, "ip": node.ip, "roles": list(node.roles)}}
+        variables = {**(context or {}), "node": node_variables(scenario, name, context)}
         contexts[name] = StepContext(name, variables, scenario_dir or scenario.directory, catalog)
 
     # everything that can fail on the host fails here, before any node is touched
@@ -116,6 +117,7 @@ def run_stage(
         for name in nodes:
             kind = for_node(stage, step, contexts[name])
             kind.preflight(contexts[name])
+            _refuse_removed_kubelet_flags(scenario, stage, kind, contexts[name])
             built[(step.name, name)] = kind
 
     report = StageReport(stage.name, plan, [s.name for s in steps])
@@ -150,6 +152,16 @@ def run_stage(
     finally:
         reporter.finish()
     return report
+
+
+def _refuse_removed_kubelet_flags(scenario: Scenario, stage: Stage, kind: StepKind, ctx: StepContext) -> None:
+    kubernetes = scenario.versions.kubernetes
+    if not isinstance(kind, FileStep) or not kubernetes:
+        return
+    where = f"stage {stage.name}, step {kind.name}: {kind.args.path} on {ctx.node}"
+    why = network_plugin_refusal(kubernetes, where, kind.content(ctx).decode(errors="replace"))
+    if why is not None:
+        raise UsageError(why, NETWORK_PLUGIN_FIX)
 
 
 __all__ = ["StageReport", "run_stage"]

@@ -20,7 +20,7 @@ from labkit.provision.kinds.command import CommandStep
 from labkit.provision.kinds.etcd import EtcdPutStep
 from labkit.provision.kinds.file import FileStep
 from labkit.provision.kinds.systemd import SystemdStep
-from labkit.scenario import Stage, Step
+from labkit.scenario import Scenario, Stage, Step
 
 KINDS: dict[str, type[StepKind]] = {
     cls.kind: cls for cls in (FileStep, CommandStep, SystemdStep, ArtifactStep, EtcdPutStep)
@@ -63,9 +63,31 @@ def build(stage: Stage | str, step: Step, args: dict[str, Any] | None = None) ->
     return cls(step.name, parsed)
 
 
-def validate_stage(stage: Stage) -> list[StepKind]:
-    """Every step of the stage built from its raw args (before templating), so typos fail before any SSH."""
-    return [build(stage, step) for step in stage.steps]
+def node_variables(scenario: Scenario, name: str, context: dict[str, Any] | None) -> dict[str, Any]:
+    """``node`` in templates: the context's dict for that node (lab_iface...) plus its name, ip and roles."""
+    node = scenario.node(name)
+    known = ((context or {}).get("nodes") or {}).get(name, {})
+    return {**known, "name": node.name, "ip": node.ip, "roles": list(node.roles)}
+
+
+def validate_stage(scenario: Scenario, stage: Stage, context: dict[str, Any] | None) -> list[StepKind]:
+    """Every step of the stage built for every node it runs on, its args rendered with ``context``, so a
+    typo in an argument or a template variable fails before any SSH."""
+    return [kind for step in stage.steps for kind in build_for_nodes(scenario, stage, step, context)]
+
+
+def build_for_nodes(
+    scenario: Scenario, stage: Stage, step: Step, context: dict[str, Any] | None
+) -> list[StepKind]:
+    """The step built for each node it runs on; without a context, from its raw args (no templating)."""
+    if context is None:
+        return [build(stage, step)]
+    kind_of(stage, step)
+    built = []
+    for node in scenario.select(step.on):
+        variables = {**context, "node": node_variables(scenario, node.name, context)}
+        built.append(build(stage, step, render_args(step.args, variables, _where(stage, step))))
+    return built
 
 
 _ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
@@ -103,8 +125,10 @@ __all__ = [
     "StepFailed",
     "StepKind",
     "build",
+    "build_for_nodes",
     "for_node",
     "kind_of",
+    "node_variables",
     "render_args",
     "validate_stage",
 ]

@@ -70,14 +70,6 @@ def test_every_command_is_in_the_readme() -> None:
         )
 
 
-@pytest.mark.parametrize("command", [["retry", "etcd", "--solve"]])
-def test_unfinished_commands_refuse(command: list[str]) -> None:
-    result = CliRunner().invoke(app, command)
-    assert result.exit_code == 2
-    assert "not implemented yet" in result.output
-    assert "Traceback" not in result.output
-
-
 def test_scenarios_lists_three_node() -> None:
     result = CliRunner().invoke(app, ["scenarios", "--json"])
     assert result.exit_code == 0

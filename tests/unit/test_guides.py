@@ -152,7 +152,9 @@ def test_context_defaults_for_another_scenario(tmp_path: Path) -> None:
     data = scenario_data()
     del data["network"]["cluster_dns"]
     data["network"]["backend"] = {"type": "vxlan"}
-    data["versions"].update({"flannel": "0.22.0", "kubernetes": "1.28.2", "cni_plugins": "1.3.0"})
+    data["versions"].update(
+        {"flannel": "0.22.0", "kubernetes": "1.28.2", "cni_plugins": "1.3.0", "flannel_cni_plugin": "1.2.0"}
+    )
     ctx = guide_context(load_scenario(write_scenario(tmp_path, data)))
     assert ctx["cluster_dns"] == "10.32.0.10"
     assert ctx["backend"] == {"type": "vxlan", "port": 8472}

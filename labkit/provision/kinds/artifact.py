@@ -1,11 +1,12 @@
 """``artifact``: upload a catalog artifact's files from the host cache, skipped per file when the node's
-sha256 already matches. Path and mode come from the catalog; ``member`` picks one file of an archive."""
+sha256 already matches. Path and mode come from the catalog; ``member`` picks one file of an archive.
+Without ``version`` the artifact's version is the scenario's for its component (``versions.cni_plugins``...)."""
 
 from __future__ import annotations
 
 from typing import ClassVar
 
-from labkit.artifacts import InstallSource, install_sources, load_catalog
+from labkit.artifacts import Catalog, InstallSource, install_sources, load_catalog
 from labkit.errors import UsageError
 from labkit.provision.kinds.base import (
     ArgsModel,
@@ -35,7 +36,7 @@ class ArtifactStep(StepKind):
     def sources(self, ctx: StepContext) -> list[InstallSource]:
         """The files to install (extracted and hashed on the host); MissingArtifactsError when not cached."""
         catalog = ctx.catalog or load_catalog()
-        artifact = catalog.get(self.args.name, self.args.version)
+        artifact = catalog.get(self.args.name, self.args.version or self._scenario_version(catalog, ctx))
         found = install_sources(artifact)
         if self.args.member is not None:
             found = [s for s in found if s.member == self.args.member]
@@ -45,6 +46,14 @@ class ArtifactStep(StepKind):
                     f"members: {', '.join(artifact.members) or 'none (single file)'}",
                 )
         return found
+
+    def _scenario_version(self, catalog: Catalog, ctx: StepContext) -> str | None:
+        """The version the scenario's ``versions:`` gives the artifact's component (e.g. cni_plugins)."""
+        components = {a.component for a in catalog.artifacts if a.name == self.args.name}
+        if len(components) != 1:
+            return None
+        version = (ctx.vars.get("versions") or {}).get(components.pop())
+        return str(version) if version else None
 
     def preflight(self, ctx: StepContext) -> None:
         self.sources(ctx)

@@ -1,5 +1,7 @@
 """``etcd_put``: a JSON value at a key, through the etcd v2 or v3 API (flannel <= 0.17 reads v2).
 
+``value`` is a mapping, or JSON text (what a template such as ``"{{ flannel_network_config }}"`` renders to).
+
 The key is read first and the value written only when the JSON differs. With v2 turned off, etcdctl says
 ``client: response is invalid json``: the step fails saying to start etcd with ``--enable-v2=true``.
 """
@@ -35,6 +37,23 @@ class EtcdPutArgs(ArgsModel):
     value: dict[str, Any]
     api: Literal[2, 3] = 3
     endpoint: str = "http://127.0.0.1:2379"
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _json_text(cls, value: Any) -> Any:
+        # a templated value arrives as text, e.g. value: "{{ flannel_network_config }}"
+        if isinstance(value, str):
+            try:
+                return json.loads(value)
+            except ValueError as exc:
+                raise ValueError(f"is not JSON: {exc}") from None
+        return value
+
+    @field_validator("api", mode="before")
+    @classmethod
+    def _api_text(cls, value: Any) -> Any:
+        # api: "{{ flannel_etcd_api }}" renders to "2" or "3"
+        return int(value) if isinstance(value, str) and value.strip().isdigit() else value
 
     @field_validator("key")
     @classmethod

@@ -13,7 +13,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any, ClassVar
 
 import jinja2
-from pydantic import field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from labkit.artifacts import file_sha256
 from labkit.errors import UsageError
@@ -44,7 +44,7 @@ class FileArgs(FileAttrs):
     path: str
     content: str | None = None
     template: str | None = None
-    vars: dict[str, Any] = {}
+    vars: dict[str, Any] = Field(default_factory=dict)
     """Extra template variables for this step only (e.g. ``{cni: true}`` when a later chapter re-renders a file
     an earlier chapter wrote, adding its part)."""
 
