@@ -919,6 +919,13 @@ def require_artifacts(
 def _require_cached(artifact: Artifact) -> Path:
     path = cached_path(artifact)
     if path is None:
+        on_disk, expected = cache_path(artifact), expected_sha256(artifact)
+        if expected is not None and on_disk.is_file():
+            raise HostError(
+                f"{artifact}: the cached {on_disk} has sha256 {file_sha256(on_disk)}, expected {expected}: "
+                "refused (corrupted or replaced)",
+                "delete it and `labkit artifacts fetch` again, or `labkit artifacts import DIR` a good copy",
+            )
         raise MissingArtifactsError([artifact])
     return path
 

@@ -333,6 +333,10 @@ def solve_cmd(
     only: Annotated[
         str | None, typer.Option(help="Comma-separated step names to run (like Ansible tags)")
     ] = None,
+    node: Annotated[
+        str | None,
+        typer.Option("--node", help="Comma-separated nodes to run on (default: the stage's nodes)"),
+    ] = None,
     plan: Annotated[
         bool, typer.Option("--plan", help="Show per node what would change (diffs), change nothing")
     ] = False,
@@ -344,8 +348,9 @@ def solve_cmd(
 
     _enter_host_namespace()
     steps = {s.strip() for s in only.split(",") if s.strip()} if only else None
+    nodes = {n.strip() for n in node.split(",") if n.strip()} if node else None
     the_lab = Lab.load(lab)
-    report = the_lab.solve(stage, only=steps, plan=plan, reporter=RichReporter(err))
+    report = the_lab.solve(stage, only=steps, nodes=nodes, plan=plan, reporter=RichReporter(err))
     verification = the_lab.last_verification
     if as_json:
         _print_json(

@@ -511,10 +511,12 @@ class Lab:
         stage: str,
         *,
         only: set[str] | None = None,
+        nodes: set[str] | None = None,
         plan: bool = False,
         reporter: Reporter | None = None,
     ) -> StageReport:
         """Apply (or, with ``plan``, only show) a stage's reference solution on its nodes, in parallel.
+        ``only`` runs some steps, ``nodes`` some nodes; the stage is then not marked done nor verified.
 
         Steps see the same values as the chapter guides (``labkit.guides.guide_context``). Everything that can
         fail on the host (bad step arguments, templates, missing artifacts) fails before any node is touched.
@@ -535,6 +537,7 @@ class Lab:
                     target,
                     connections,
                     only=only,
+                    nodes=nodes,
                     plan=plan,
                     context=guide_context(self.scenario, state),
                     reporter=reporter,
@@ -543,10 +546,11 @@ class Lab:
             finally:
                 for conn in connections.values():
                     conn.close()
-            if not plan and not report.failed and only is None:
+            whole = only is None and nodes is None
+            if not plan and not report.failed and whole:
                 state.current_stage = target.name
                 self._save()
-        if not plan and not report.failed and only is None and target.checks:
+        if not plan and not report.failed and whole and target.checks:
             self.last_verification = self.verify(target.name)
         return report
 

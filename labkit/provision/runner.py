@@ -82,29 +82,39 @@ def run_stage(
     connections: dict[str, Any],
     *,
     only: set[str] | None = None,
+    nodes: set[str] | None = None,
     plan: bool = False,
     context: dict[str, Any] | None = None,
     reporter: Reporter | None = None,
     catalog: Catalog | None = None,
     scenario_dir: Path | None = None,
 ) -> StageReport:
-    """Apply (``plan=False``) or plan one stage on the given node connections; see the module doc."""
+    """Apply (``plan=False``) or plan one stage on the given node connections; see the module doc.
+    ``only`` limits the steps by name, ``nodes`` the nodes (e.g. to redo one broken node)."""
     stage = scenario.stage(stage) if isinstance(stage, str) else stage
     reporter = reporter or LogReporter()
     validate_stage(scenario, stage, context)
     steps = _select_steps(stage, only)
 
+    if nodes is not None:
+        unknown_nodes = sorted(nodes - {n.name for n in scenario.nodes})
+        if unknown_nodes:
+            raise UsageError(
+                f"no node {', '.join(map(repr, unknown_nodes))} in scenario {scenario.name}",
+                f"nodes: {', '.join(n.name for n in scenario.nodes)}",
+            )
     targets: list[tuple[Step, list[str]]] = []
     for step in steps:
-        nodes = [n.name for n in scenario.select(step.on)]
-        missing = [n for n in nodes if n not in connections]
+        selected = [n.name for n in scenario.select(step.on) if nodes is None or n.name in nodes]
+        missing = [n for n in selected if n not in connections]
         if missing:
             raise UsageError(
                 f"stage {stage.name}, step {step.name}: no connection to {', '.join(missing)}",
                 f"connections given for: {', '.join(sorted(connections)) or 'none'}",
             )
-        targets.append((step, nodes))
-    involved = [n.name for n in scenario.nodes if any(n.name in nodes for _, nodes in targets)]
+        if selected:
+            targets.append((step, selected))
+    involved = [n.name for n in scenario.nodes if any(n.name in on for _, on in targets)]
 
     contexts: dict[str, StepContext] = {}
     for name in involved:
@@ -113,8 +123,8 @@ def run_stage(
 
     # everything that can fail on the host fails here, before any node is touched
     built: dict[tuple[str, str], StepKind] = {}
-    for step, nodes in targets:
-        for name in nodes:
+    for step, step_nodes in targets:
+        for name in step_nodes:
             kind = for_node(stage, step, contexts[name])
             kind.preflight(contexts[name])
             _refuse_removed_kubelet_flags(scenario, stage, kind, contexts[name])
@@ -124,12 +134,12 @@ def run_stage(
     reporter.start(involved, len(targets))
     try:
         with ThreadPoolExecutor(max_workers=max(1, len(involved))) as pool:
-            for index, (step, nodes) in enumerate(targets, start=1):
+            for index, (step, step_nodes) in enumerate(targets, start=1):
                 futures = {
                     name: pool.submit(
                         _run_one, built[(step.name, name)], connections[name], contexts[name], plan
                     )
-                    for name in nodes
+                    for name in step_nodes
                 }
                 for name, future in futures.items():
                     outcome = future.result()
