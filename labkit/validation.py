@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from labkit.endpoints import EndpointError, resolve_etcd_endpoint
 from labkit.errors import Problem
 from labkit.render import MANAGEMENT_POOL
 from labkit.scenario import KNOWN_ROLES, SELECT_ALL
@@ -162,6 +163,15 @@ def semantic_problems(data: dict[str, Any], base: Path, file: str, lines: dict[L
             f"cluster_dns {dns} is outside network.services {services}",
             f"pick an address inside {services}",
         )
+
+    endpoint = network.get("etcd_endpoint")
+    if isinstance(endpoint, str) and names:
+        node_ips = {n["name"]: str(n.get("ip")) for _, n in nodes if isinstance(n.get("name"), str)}
+        etcd_nodes = [n["name"] for _, n in nodes if "etcd" in (n.get("roles") or []) and n.get("name")]
+        try:
+            resolve_etcd_endpoint(endpoint, node_ips, etcd_nodes[0] if etcd_nodes else next(iter(names)))
+        except EndpointError as exc:
+            problem(("network", "etcd_endpoint"), exc.message, exc.hint or "")
 
     versions = data.get("versions")
     if isinstance(versions, dict):
