@@ -530,6 +530,9 @@ class Lab:
         catalog = load_catalog(os.environ.get("LABKIT_CATALOG") or None)
         with lab_lock(self.paths.lock, self.name, "solve"):
             state = self._require_state()
+            context = guide_context(self.scenario, state)
+            for note in context["notes"]:
+                (reporter or LogReporter()).note(note)
             connections = {node: self._connection(node) for node in state.nodes}
             try:
                 report = run_stage(
@@ -539,7 +542,7 @@ class Lab:
                     only=only,
                     nodes=nodes,
                     plan=plan,
-                    context=guide_context(self.scenario, state),
+                    context=context,
                     reporter=reporter,
                     catalog=catalog,
                 )
