@@ -514,9 +514,12 @@ class Lab:
         nodes: set[str] | None = None,
         plan: bool = False,
         reporter: Reporter | None = None,
+        verify: bool = True,
     ) -> StageReport:
         """Apply (or, with ``plan``, only show) a stage's reference solution on its nodes, in parallel.
         ``only`` runs some steps, ``nodes`` some nodes; the stage is then not marked done nor verified.
+        A whole stage applied is then checked and, when its checks pass, snapshotted as ``<stage>-ok``
+        (``verify=False`` skips both).
 
         Steps see the same values as the chapter guides (``labkit.guides.guide_context``). Everything that can
         fail on the host (bad step arguments, templates, missing artifacts) fails before any node is touched.
@@ -553,7 +556,7 @@ class Lab:
             if not plan and not report.failed and whole:
                 state.current_stage = target.name
                 self._save()
-        if not plan and not report.failed and whole and target.checks:
+        if verify and not plan and not report.failed and whole and target.checks:
             self.last_verification = self.verify(target.name)
         return report
 

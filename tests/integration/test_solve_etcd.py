@@ -7,23 +7,17 @@ catalog at it. Nothing is faked on the nodes: etcd runs there under systemd.
 
 from __future__ import annotations
 
-import hashlib
-import http.server
-import io
 import json
 import os
 import shutil
-import tarfile
-import threading
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
-import yaml
 
 from labkit import artifacts, paths
 from labkit.lab import Lab
 
+from .artifact_server import CATALOG_ENV, missing_binaries, serve_artifacts
 from .lab_helpers import IPS, labkit_cli
 
 pytestmark = pytest.mark.vm
@@ -31,55 +25,14 @@ pytestmark = pytest.mark.vm
 NETWORK_CONFIG = {"Network": "10.0.0.0/16", "SubnetLen": 24, "Backend": {"Type": "udp", "Port": 7890}}
 
 
-def _etcd_tarball(target: Path) -> str:
-    """etcd-v3.4.14-linux-amd64.tar.gz laid out like upstream's, from Debian's binaries; returns its sha256."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for binary in ("etcd", "etcdctl"):
-            tar.add(f"/usr/bin/{binary}", arcname=f"etcd-v3.4.14-linux-amd64/{binary}")
-    target.write_bytes(buffer.getvalue())
-    return hashlib.sha256(buffer.getvalue()).hexdigest()
-
-
 @pytest.fixture(scope="module")
-def served_etcd(
-    tmp_path_factory: pytest.TempPathFactory, monkeypatch_module: pytest.MonkeyPatch
-) -> Iterator[str]:
-    if not (Path("/usr/bin/etcd").exists() and Path("/usr/bin/etcdctl").exists()):
-        pytest.skip(
-            "artifact etcd: Debian's etcd-server/etcd-client binaries are not installed to build it from"
-        )
-    root = tmp_path_factory.mktemp("mirror")
-    release = root / "github.com/etcd-io/etcd/releases/download/v3.4.14"
-    release.mkdir(parents=True)
-    digest = _etcd_tarball(release / "etcd-v3.4.14-linux-amd64.tar.gz")
-    catalog = yaml.safe_load(artifacts.CATALOG_FILE.read_text())
-    for entry in catalog["artifacts"]:
-        if entry["name"] == "etcd":
-            entry["sha256"] = digest
-            entry["source"] = "test: built from Debian's etcd-server binaries"
-    catalog_file = root / "catalog.yaml"
-    catalog_file.write_text(yaml.safe_dump(catalog))
-
-    handler = lambda *a, **k: http.server.SimpleHTTPRequestHandler(*a, directory=str(root), **k)  # noqa: E731
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    mirror = f"http://127.0.0.1:{server.server_address[1]}"
-    monkeypatch_module.setenv("LABKIT_CATALOG", str(catalog_file))
-    monkeypatch_module.setenv("LABKIT_MIRROR", mirror)
-    try:
-        yield mirror
-    finally:
-        server.shutdown()
-        # keep the developer's real cache free of this test-built stand-in
-        shutil.rmtree(paths.artifact_cache_dir() / "etcd" / "3.4.14", ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def monkeypatch_module() -> Iterator[pytest.MonkeyPatch]:
-    with pytest.MonkeyPatch.context() as mp:
-        yield mp
+def served_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """etcd 3.4.14's release tarball built from Debian's binaries, served on loopback; the mirror URL."""
+    why = missing_binaries("etcd")
+    if why is not None:
+        pytest.skip(f"artifact etcd: {why}")
+    with serve_artifacts([("etcd", "3.4.14")], tmp_path_factory.mktemp("etcd-mirror")) as served:
+        yield served.mirror
 
 
 def test_solve_refuses_before_touching_nodes_when_the_artifact_is_missing(three_node_lab: Lab) -> None:
@@ -92,7 +45,7 @@ def test_solve_refuses_before_touching_nodes_when_the_artifact_is_missing(three_
 
 def test_solve_etcd_runs_etcd_with_v2_on_node1(three_node_lab: Lab, served_etcd: str) -> None:
     # only etcd is served here (the other artifacts cannot be built on this machine)
-    artifacts.fetch(artifacts.load_catalog(os.environ["LABKIT_CATALOG"]).get("etcd"), mirror=served_etcd)
+    artifacts.fetch(artifacts.load_catalog(os.environ[CATALOG_ENV]).get("etcd"), mirror=served_etcd)
     plan = json.loads(labkit_cli("solve", "etcd", "--name", three_node_lab.name, "--plan", "--json").stdout)
     assert plan["changed"] >= 4 and plan["results"] == {}
     assert three_node_lab.run("node1", "test -e /etc/etcd/etcd.conf").exited != 0, (

@@ -1,0 +1,97 @@
+"""Benchmark: one stage across the three nodes in parallel against the same stage node by node, and an
+idempotent re-run against the first run.
+
+Workloads that run for real on this machine (the Kubernetes and flanneld binaries cannot be downloaded here):
+- ``flannel`` with the steps that need no missing binary (CNI plugins upload, kubelet's CNI flags, flanneld's
+  unit and conf, the CNI conf, the network config in etcd), from tarballs built from Debian's binaries and
+  served on loopback (tests/integration/artifact_server.py);
+- ``cri``: Docker and containerd enabled and started on every node.
+
+Each serial run starts from the same snapshot as the parallel one. Prints per workload: serial sum, parallel
+time, ratio parallel/serial (target <= 0.45), re-run time and changes, ratio re-run/first (target <= 0.15).
+
+    sudo .venv/bin/python bench/stage.py        (needs `labkit host up` or a systemd libvirtd)
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from labkit.host import enter_host_namespace  # noqa: E402
+from labkit.lab import Lab, destroy_by_name  # noqa: E402
+from labkit.progress import LogReporter  # noqa: E402
+from tests.integration.artifact_server import serve_artifacts  # noqa: E402
+
+LAB = "bench-stage"
+BASE = "bench-base"
+FLANNEL_STEPS = {
+    "cni-binaries",
+    "kubelet-cni-flags",
+    "network-config",
+    "flanneld-unit",
+    "flanneld-conf",
+    "cni-conf",
+}
+WORKLOADS: list[tuple[str, set[str] | None]] = [("flannel", FLANNEL_STEPS), ("cri", None)]
+
+
+def _timed_solve(
+    lab: Lab, stage: str, only: set[str] | None, nodes: set[str] | None = None
+) -> tuple[float, int]:
+    started = time.monotonic()
+    report = lab.solve(stage, only=only, nodes=nodes, reporter=LogReporter(), verify=False)
+    seconds = time.monotonic() - started
+    if report.failed:
+        raise SystemExit(f"solve {stage} failed: {report.failure}")
+    return seconds, report.changed_count
+
+
+def main() -> int:
+    Lab.create("three-node", LAB)._ensure_box(LogReporter())  # the box builds only outside the namespace
+    enter_host_namespace()
+    destroy_by_name(LAB)
+    rows = []
+    with (
+        tempfile.TemporaryDirectory(prefix="labkit-bench-") as tmp,
+        serve_artifacts([("etcd", "3.4.14"), ("cni-plugins", "0.8.7")], Path(tmp)) as served,
+    ):
+        served.fetch()
+        try:
+            Lab.create("three-node", LAB).up()
+            lab = Lab.load(LAB)
+            _timed_solve(lab, "etcd", None)
+            lab.snapshot(BASE)
+            nodes = [n.name for n in lab.scenario.nodes]
+            for stage, only in WORKLOADS:
+                lab.reset(BASE)
+                serial = [_timed_solve(lab, stage, only, {node})[0] for node in nodes]
+                lab.reset(BASE)
+                parallel, changed = _timed_solve(lab, stage, only)
+                rerun, rerun_changed = _timed_solve(lab, stage, only)
+                rows.append((stage, serial, parallel, changed, rerun, rerun_changed))
+        finally:
+            destroy_by_name(LAB)
+    for stage, serial, parallel, changed, rerun, rerun_changed in rows:
+        total = sum(serial)
+        per_node = ", ".join(f"{s:.1f}" for s in serial)
+        print(
+            f"{stage}: serial {per_node} s (sum {total:.1f} s); parallel {parallel:.1f} s, {changed} changes"
+        )
+        print(f"  ratio parallel/serial: {parallel / total:.2f} (target <= 0.45)")
+        print(
+            f"  re-run {rerun:.1f} s, {rerun_changed} changes; ratio re-run/first: {rerun / parallel:.2f} (target <= 0.15)"
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    if os.geteuid() != 0:
+        sys.exit("bench/stage.py needs root (libvirt qemu:///system, host mode)")
+    sys.exit(main())

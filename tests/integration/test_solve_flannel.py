@@ -1,0 +1,180 @@
+"""The flannel chapter on the real three-node lab, as far as this machine allows.
+
+flanneld, kubelet and the flannel CNI plugin cannot be downloaded here, and are never faked. What runs for real:
+the CNI plugins from a tarball built from Debian's containernetworking-plugins binaries (served on loopback
+under the course's cni-plugins name; it has no `flannel` plugin, so the test catalog lists only what it
+holds), kubelet's CNI flags file, flanneld.conf, the CNI conf and the network config in etcd through the v2 API.
+Each is read back from the nodes and compared with what labkit renders for that node.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from labkit import artifacts
+from labkit.guides import guide_context
+from labkit.lab import Lab
+from labkit.provision.kinds.base import StepContext
+from labkit.provision.kinds.file import FileStep
+from labkit.provision.steps import build_for_nodes, node_variables
+
+from .artifact_server import ServedArtifacts, missing_binaries, serve_artifacts
+from .lab_helpers import IPS, NODES, labkit_cli
+
+pytestmark = pytest.mark.vm
+
+ONLY = "cni-binaries,kubelet-cni-flags,network-config,flanneld-unit,flanneld-conf,cni-conf"
+FILE_STEPS = ("kubelet-cni-flags", "flanneld-unit", "flanneld-conf", "cni-conf")
+NETWORK_CONFIG = {"Network": "10.0.0.0/16", "SubnetLen": 24, "Backend": {"Type": "udp", "Port": 7890}}
+DEBIAN_PLUGINS = ("bridge", "host-local", "loopback", "portmap")
+
+
+def _expected_files(lab: Lab) -> dict[tuple[str, str], tuple[str, str]]:
+    """(step, node) -> (remote path, content labkit renders for that node)."""
+    scenario = lab.scenario
+    stage = scenario.stage("flannel")
+    context = guide_context(scenario, lab.state)
+    expected = {}
+    for step in stage.steps:
+        if step.name not in FILE_STEPS:
+            continue
+        nodes = [n.name for n in scenario.select(step.on)]
+        for node, kind in zip(nodes, build_for_nodes(scenario, stage, step, context), strict=True):
+            assert isinstance(kind, FileStep)
+            ctx = StepContext(
+                node, {**context, "node": node_variables(scenario, node, context)}, scenario.directory
+            )
+            expected[(step.name, node)] = (kind.args.path, kind.content(ctx).decode())
+    return expected
+
+
+def _solve(lab: Lab, *args: str, check: bool = True) -> dict[str, Any]:
+    result = labkit_cli("solve", "flannel", "--name", lab.name, "--json", *args, check=check)
+    return {
+        "rc": result.returncode,
+        "stderr": result.stderr,
+        **(json.loads(result.stdout) if result.stdout.strip() else {}),
+    }
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedArtifacts]:
+    """etcd 3.4.14 and the cni-plugins 0.8.7 name built from Debian's binaries, served and fetched."""
+    for name in ("etcd", "cni-plugins"):
+        why = missing_binaries(name)
+        if why is not None:
+            pytest.skip(f"artifact {name}: {why}")
+    wanted = [("etcd", "3.4.14"), ("cni-plugins", "0.8.7")]
+    with serve_artifacts(wanted, tmp_path_factory.mktemp("flannel-mirror")) as served:
+        served.fetch()
+        yield served
+
+
+@pytest.fixture(scope="module")
+def etcd_ready(three_node_up: Any, served: ServedArtifacts) -> None:
+    """etcd solved on node1 (a no-op when an earlier module already did it)."""
+    solved = json.loads(labkit_cli("solve", "etcd", "--name", three_node_up[0].name, "--json").stdout)
+    assert solved["failed"] is False, solved
+
+
+def test_full_stage_refused_before_any_node_naming_the_missing_artifacts(
+    three_node_lab: Lab, served: ServedArtifacts, etcd_ready: None
+) -> None:
+    result = _solve(three_node_lab, check=False)
+    assert result["rc"] != 0
+    assert "flanneld" in result["stderr"] and "labkit artifacts" in result["stderr"], result["stderr"]
+    for node in NODES:
+        assert three_node_lab.run(node, "test -e /etc/flannel/flanneld.conf").exited != 0
+
+
+def test_plan_shows_every_change_and_changes_nothing(
+    three_node_lab: Lab, served: ServedArtifacts, etcd_ready: None
+) -> None:
+    plan = _solve(three_node_lab, "--only", ONLY, "--plan")
+    assert plan["results"] == {}
+    for node in NODES:
+        changes = plan["changes"][node]
+        assert all(changes[step] for step in ("cni-binaries", *FILE_STEPS)), changes
+    assert plan["changes"]["node1"]["network-config"] is True
+    diff = labkit_cli("solve", "flannel", "--name", three_node_lab.name, "--only", "flanneld-conf", "--plan")
+    assert "+-etcd-endpoints=http://192.168.56.11:2379 \\" in diff.stdout, diff.stdout
+    for node in NODES:
+        assert three_node_lab.run(node, "test -e /etc/flannel/flanneld.conf").exited != 0
+    got = three_node_lab.run("node1", "ETCDCTL_API=2 /usr/local/bin/etcdctl get /coreos.com/network/config")
+    assert got.exited != 0 or json.loads(got.stdout) != NETWORK_CONFIG
+
+
+def test_only_applies_the_steps_and_every_file_reads_back(
+    three_node_lab: Lab, served: ServedArtifacts, etcd_ready: None
+) -> None:
+    lab = three_node_lab
+    first = _solve(lab, "--only", ONLY)
+    assert first["failed"] is False and first["changed"] >= 3 * 5 + 1, first
+    assert first["verified"] is None, "a partial solve is not a verified stage"
+    for (step, node), (path, content) in _expected_files(lab).items():
+        remote = lab.run(node, f"cat {path}")
+        assert remote.ok, f"{node}: {path} missing after {step}"
+        assert remote.stdout == content, f"{node}: {path} differs from what labkit renders"
+    for node in NODES:
+        conf = lab.run(node, "cat /etc/flannel/flanneld.conf").stdout
+        assert f"-etcd-endpoints=http://{IPS['node1']}:2379 \\" in conf and "-iface=eth1 \\" in conf
+        kubelet = lab.run(node, "cat /etc/kubelet/kubelet.conf").stdout
+        assert "--network-plugin=cni \\" in kubelet and "--cni-bin-dir=/opt/cni/bin \\" in kubelet
+        cni = json.loads(lab.run(node, "cat /etc/cni/net.d/flannel.conf").stdout)
+        assert cni["type"] == "flannel" and cni["cniVersion"] and cni["delegate"]["isDefaultGateway"] is True
+
+
+def test_cni_binaries_answer_version(three_node_lab: Lab, served: ServedArtifacts, etcd_ready: None) -> None:
+    members = served.get("cni-plugins").members
+    assert set(members) == set(DEBIAN_PLUGINS), "Debian's plugins have no flannel plugin"
+    for node in NODES:
+        for plugin in members:
+            ran = three_node_lab.run(node, f"CNI_COMMAND=VERSION /opt/cni/bin/{plugin} </dev/null")
+            assert ran.ok, f"{node} {plugin}: {ran.stdout}{ran.stderr}"
+            answer = json.loads(ran.stdout)
+            assert "0.3.1" in answer["supportedVersions"], answer  # the version flannel.conf declares
+        assert three_node_lab.run(node, "test -e /opt/cni/bin/flannel").exited != 0
+
+
+def test_network_config_through_v2_read_back_from_another_node(
+    three_node_lab: Lab, served: ServedArtifacts, etcd_ready: None
+) -> None:
+    got = three_node_lab.run(
+        "node3", f"curl -sf http://{IPS['node1']}:2379/v2/keys/coreos.com/network/config"
+    )
+    assert got.ok, got.stderr
+    assert json.loads(json.loads(got.stdout)["node"]["value"]) == NETWORK_CONFIG
+    v3 = three_node_lab.run("node1", "ETCDCTL_API=3 /usr/local/bin/etcdctl get /coreos.com/network/config")
+    assert v3.ok and v3.stdout.strip() == "", "written through v2 only (flannel 0.13 cannot read v3)"
+
+
+def test_rerun_and_plan_change_nothing(
+    three_node_lab: Lab, served: ServedArtifacts, etcd_ready: None
+) -> None:
+    again = _solve(three_node_lab, "--only", ONLY)
+    assert again["failed"] is False and again["changed"] == 0, again
+    plan = _solve(three_node_lab, "--only", ONLY, "--plan")
+    assert plan["changed"] == 0, plan
+
+
+def test_a_corrupted_artifact_is_refused(
+    three_node_lab: Lab, served: ServedArtifacts, etcd_ready: None
+) -> None:
+    artifact = served.catalog.get("cni-plugins", "0.8.7")
+    cached = artifacts.cache_path(artifact)
+    good = cached.read_bytes()
+    try:
+        cached.write_bytes(good[:-64] + bytes(64))
+        assert three_node_lab.run("node2", "sudo rm /opt/cni/bin/bridge").ok
+        result = _solve(three_node_lab, "--only", "cni-binaries", check=False)
+        assert result["rc"] != 0
+        assert "sha256" in result["stderr"] and "refused" in result["stderr"], result["stderr"]
+        assert three_node_lab.run("node2", "test -e /opt/cni/bin/bridge").exited != 0, "nothing installed"
+    finally:
+        cached.write_bytes(good)
+    repaired = _solve(three_node_lab, "--only", "cni-binaries")
+    assert repaired["changed"] == 1 and repaired["results"]["node2"]["cni-binaries"] == "changed"
