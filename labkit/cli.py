@@ -376,29 +376,46 @@ def solve_cmd(
         raise SystemExit(4)
 
 
-def _print_checks(stage: str, results: list[Any]) -> None:
+_FINDING_LABELS = {
+    "en": ("hint", "cause", "fix", "seen"),
+    "ja": ("ヒント", "原因", "対処", "確認"),
+}
+
+
+def _print_checks(stage: str, results: list[Any], lang: str = "en") -> None:
     table = Table("check", "node", "result", "seen", title=f"stage {stage}")
     for r in results:
         table.add_row(r.check, r.node, "pass" if r.ok else "FAIL", r.seen)
     out.print(table)
     for r in results:
+        hint, cause, fix, seen = _FINDING_LABELS.get(lang, _FINDING_LABELS["en"])
         if not r.ok and r.hint:
-            out.print(f"hint ({r.check} on {r.node}): {r.hint}", markup=False)
+            out.print(f"{hint} ({r.check} on {r.node}): {r.hint}", markup=False)
+        for finding in r.findings:
+            # one finding: why the check failed, what to do, and the node's own output that shows it
+            out.print(f"{r.check} on {r.node}: {finding.id}", markup=False)
+            out.print(f"  {cause}: {finding.cause}", markup=False)
+            out.print(f"  {fix}: {finding.fix}", markup=False)
+            if finding.evidence:
+                indent = " " * (len(seen) + 4)
+                out.print(f"  {seen}: " + finding.evidence.replace("\n", "\n" + indent), markup=False)
 
 
 @app.command("check")
 def check_cmd(
     stage: Annotated[
-        str | None, typer.Argument(help="Stage to check (default: the first not verified)")
+        str | None,
+        typer.Argument(help="Stage to check (default: the first stage with checks not yet verified)"),
     ] = None,
     lab: LabOpt = None,
     lang: Annotated[
-        str | None, typer.Option(help="Language of the hints: ja or en (default: the locale)")
+        str | None, typer.Option(help="Language of hints and findings: ja or en (default: the locale)")
     ] = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run a stage's checks on the right nodes and explain every failure; exit 0 only if all pass."""
-    from labkit.guides import default_language
+    """Run a stage's checks on the right nodes and explain every failure (hints, findings with cause and fix);
+    when all pass, show the stage's comprehension checklist. Exit 0 only if all pass."""
+    from labkit.guides import checklist, default_language
     from labkit.lab import Lab
 
     _enter_host_namespace()
@@ -406,16 +423,31 @@ def check_cmd(
     the_lab = Lab.load(lab)
     name, results = the_lab.check(stage, language)
     passed = all(r.ok for r in results)
+    items: list[str] = []
+    if passed:
+        try:
+            items = checklist(the_lab.scenario, name, language, the_lab.state)
+        except LabkitError:
+            items = []  # a stage without a guide has no checklist; the pointer below still says where to look
     if as_json:
-        _print_json({"stage": name, "passed": passed, "results": [r.to_json() for r in results]})
+        _print_json(
+            {
+                "stage": name,
+                "passed": passed,
+                "results": [r.to_json() for r in results],
+                "checklist": items,
+            }
+        )
     else:
-        _print_checks(name, results)
+        _print_checks(name, results, language)
         if passed:
-            out.print(
-                f"stage {name} verified. Snapshot it with `labkit snapshot {name}-ok`; "
-                f"comprehension checklist: `labkit guide {name} --checklist`",
-                markup=False,
-            )
+            out.print(f"stage {name} verified. Snapshot it with `labkit snapshot {name}-ok`.", markup=False)
+            if items:
+                out.print("comprehension checklist:", markup=False)
+                for item in items:
+                    out.print(f"- [ ] {item}", markup=False)
+            else:
+                out.print(f"comprehension checklist: `labkit guide {name} --checklist`", markup=False)
     if not passed:
         raise SystemExit(1)
 

@@ -1,0 +1,1 @@
+"""Check kinds, one module each; :mod:`labkit.checks` holds the registry."""

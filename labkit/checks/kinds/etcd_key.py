@@ -1,0 +1,39 @@
+"""``etcd_key``: an etcd key present, or equal as JSON, through the v2 or v3 API."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, Literal
+
+from labkit.checks.base import CheckArgs, CheckKind, Conn, q, run
+
+
+class EtcdKeyArgs(CheckArgs):
+    key: str
+    api: Literal[2, 3] = 3
+    endpoint: str = "http://127.0.0.1:2379"
+    equals: dict[str, Any] | None = None
+
+
+class EtcdKey(CheckKind):
+    """An etcd key present (and equal, as JSON) through the v2 or v3 API, as the flannel version needs."""
+
+    kind = "etcd_key"
+    args_model = EtcdKeyArgs
+    args: EtcdKeyArgs
+
+    def probe(self, conn: Conn) -> tuple[bool, str]:
+        a = self.args
+        read = "get" if a.api == 2 else "get --print-value-only"
+        command = f"ETCDCTL_API={a.api} etcdctl --endpoints {q(a.endpoint)} {read} {q(a.key)}"
+        result = run(conn, command)
+        output = (result.stdout + result.stderr).strip()
+        if result.exited != 0 or not result.stdout.strip():
+            return False, f"v{a.api} {a.key}: {output.splitlines()[-1] if output else 'absent'}"
+        if a.equals is None:
+            return True, f"v{a.api} {a.key} present"
+        try:
+            value = json.loads(result.stdout.strip())
+        except ValueError:
+            return False, f"v{a.api} {a.key} is not JSON: {result.stdout.strip()[:200]}"
+        return value == a.equals, f"v{a.api} {a.key} = {json.dumps(value)}"
