@@ -67,6 +67,11 @@ class Network(Model):
     pod_subnet_len: Annotated[int, Field(ge=8, le=30)] = 24
     services: str = Field(description="Kubernetes service cluster IP range")
     cluster_dns: str | None = Field(default=None, description="kube-dns service IP, inside services")
+    etcd_endpoint: str | None = Field(
+        default=None,
+        description="etcd URL for flanneld and kube-apiserver (default: the etcd node's lab IP); a node name "
+        "is written as that node's IP (labkit.endpoints)",
+    )
     backend: Backend = Backend()
 
     @field_validator("lab", "pods", "services")
@@ -116,10 +121,12 @@ def _parse_ipv4(value: str) -> ipaddress.IPv4Address:
 
 
 class Versions(Model):
-    kubernetes: str
-    etcd: str
-    flannel: str
-    cni_plugins: str
+    """The components a scenario installs; one it does not install is left out (pod-routes: CNI plugins only)."""
+
+    kubernetes: str | None = None
+    etcd: str | None = None
+    flannel: str | None = None
+    cni_plugins: str | None = None
     flannel_cni_plugin: str | None = Field(
         default=None, description="flannel-io/cni-plugin release, needed when cni_plugins >= 1.0"
     )
@@ -374,7 +381,7 @@ def _step_problems(scenario: Scenario, shown: str, lines: dict[tuple[str | int, 
     """Each step's kind and arguments, checked against the step registry (before any SSH)."""
     from labkit.checks import build as build_check
     from labkit.guides import guide_context
-    from labkit.provision.steps import build_for_nodes
+    from labkit.provision.steps import build_for_nodes, node_variables, render_args
 
     try:
         context: dict[str, Any] | None = guide_context(scenario)
@@ -386,6 +393,9 @@ def _step_problems(scenario: Scenario, shown: str, lines: dict[tuple[str | int, 
         for c, check in enumerate(stage.checks):
             try:
                 build_check(stage, check)
+                for node in scenario.select(check.on) if context is not None else []:
+                    variables = {**(context or {}), "node": node_variables(scenario, node.name, context)}
+                    build_check(stage, check, render_args(check.args, variables, f"check {check.name}"))
             except UsageError as exc:
                 loc_c: tuple[str | int, ...] = ("stages", s, "checks", c)
                 problems.append(

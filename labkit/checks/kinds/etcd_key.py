@@ -5,7 +5,10 @@ from __future__ import annotations
 import json
 from typing import Any, Literal
 
+from pydantic import field_validator
+
 from labkit.checks.base import CheckArgs, CheckKind, Conn, q, run
+from labkit.templated import int_text, json_text
 
 
 class EtcdKeyArgs(CheckArgs):
@@ -13,6 +16,10 @@ class EtcdKeyArgs(CheckArgs):
     api: Literal[2, 3] = 3
     endpoint: str = "http://127.0.0.1:2379"
     equals: dict[str, Any] | None = None
+
+    # templated values arrive as text: equals: "{{ flannel_network_config }}", api: "{{ flannel_etcd_api }}"
+    _equals_text = field_validator("equals", mode="before")(json_text)
+    _api_text = field_validator("api", mode="before")(int_text)
 
 
 class EtcdKey(CheckKind):

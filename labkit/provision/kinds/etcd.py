@@ -24,6 +24,7 @@ from labkit.provision.kinds.base import (
     StepKind,
     sudo,
 )
+from labkit.templated import int_text, json_text
 
 V2_OFF = "response is invalid json"
 V2_HINT = (
@@ -38,22 +39,9 @@ class EtcdPutArgs(ArgsModel):
     api: Literal[2, 3] = 3
     endpoint: str = "http://127.0.0.1:2379"
 
-    @field_validator("value", mode="before")
-    @classmethod
-    def _json_text(cls, value: Any) -> Any:
-        # a templated value arrives as text, e.g. value: "{{ flannel_network_config }}"
-        if isinstance(value, str):
-            try:
-                return json.loads(value)
-            except ValueError as exc:
-                raise ValueError(f"is not JSON: {exc}") from None
-        return value
-
-    @field_validator("api", mode="before")
-    @classmethod
-    def _api_text(cls, value: Any) -> Any:
-        # api: "{{ flannel_etcd_api }}" renders to "2" or "3"
-        return int(value) if isinstance(value, str) and value.strip().isdigit() else value
+    # templated values arrive as text: value: "{{ flannel_network_config }}", api: "{{ flannel_etcd_api }}"
+    _value_text = field_validator("value", mode="before")(json_text)
+    _api_text = field_validator("api", mode="before")(int_text)
 
     @field_validator("key")
     @classmethod
