@@ -12,12 +12,19 @@ Variables a guide can use (all built by :func:`guide_context`):
 ``scenario``                the scenario's name
 ``lab_opt``                 `` --name <lab>`` when the lab's name differs from the scenario's, else empty: for
                             ``labkit ssh node1{{ lab_opt }}``
-``nodes``                   node name -> ``{name, ip, roles, lab_iface}``, e.g. ``{{ nodes.node1.ip }}``
+``nodes``                   node name -> ``{name, ip, roles, lab_iface, pod_subnet, pod_gateway, pod_ip}``,
+                            e.g. ``{{ nodes.node1.ip }}``. ``pod_subnet``: the N-th ``/pod_subnet_len`` of
+                            ``network.pods`` for the N-th node (node1 of 10.244.0.0/16 -> 10.244.1.0/24), the
+                            subnet a scenario that routes pods by hand gives it (flannel leases its own);
+                            ``pod_gateway`` its first address (the bridge's), ``pod_ip`` its 10th (one
+                            known pod address); all three None when the pod network has no N-th subnet
 ``node_list``               the same node dicts as a list, in scenario order (for ``{% for node in node_list %}``)
 ``workers``                 the node dicts with the ``worker`` role, in scenario order
 ``etcd_node``               the node dict running etcd (first with role ``etcd``; else the first node)
 ``etcd_ip``                 that node's lab IP
-``etcd_endpoint``           ``http://<etcd IP>:2379``: always an IP, never a hostname (see the flannel guide)
+``etcd_endpoint``           ``http://<etcd IP>:2379``: always an IP, never a hostname (see the flannel guide); a
+                            node name in ``network.etcd_endpoint`` is written as its IP (labkit.endpoints)
+``notes``                   what labkit wrote differently from the scenario, and why (printed by solve)
 ``apiserver_node``          the node dict running kube-apiserver (first with role ``apiserver``; else the first)
 ``apiserver_ip``            that node's lab IP
 ``apiserver_url``           ``http://<apiserver IP>:8080``: the course's insecure port
@@ -31,12 +38,13 @@ Variables a guide can use (all built by :func:`guide_context`):
                             "Backend": {"Type": ..., "Port": ...}}``
 ``flannel_etcd_prefix``     flanneld's ``-etcd-prefix`` (``/coreos.com/network``); ``flannel_config_key`` its ``/config`` key
 ``kubeconfig``              the kubeconfig every component and root's kubectl use (``/etc/kubernetes/kubeconfig``)
-``flannel_etcd_api``        ``"2"`` for flannel <= 0.17 (etcd v2 API only), ``"3"`` for newer releases
+``flannel_etcd_api``        ``"2"`` for flannel <= 0.17 (etcd v2 API only), ``"3"`` for newer releases; None without flannel
 ``service_range``           kube-apiserver's ``--service-cluster-ip-range`` (``network.services``)
 ``kubernetes_service_ip``   the first address of the service range (the ``kubernetes`` Service)
 ``cluster_dns``             kubelet's ``--cluster-dns`` (``network.cluster_dns``; else the 10th service address)
 ``cluster_domain``          ``cluster.local``
-``versions``                ``{kubernetes, etcd, flannel, cni_plugins, flannel_cni_plugin}`` as strings (no ``v``)
+``versions``                ``{kubernetes, etcd, flannel, cni_plugins, flannel_cni_plugin}`` as strings (no ``v``); None for a component
+                            the scenario does not install
 ``kubelet_cni_flags``       True while kubelet still has ``--network-plugin`` (Kubernetes < 1.24)
 ``cni_version``             the ``cniVersion`` to write in CNI configs for these CNI plugins
 ``cni_bin_dir``             ``/opt/cni/bin``
@@ -49,6 +57,7 @@ Variables a guide can use (all built by :func:`guide_context`):
 
 from __future__ import annotations
 
+import ipaddress
 import json
 import os
 import re
@@ -57,13 +66,13 @@ from typing import Any
 
 import jinja2
 
+from labkit.endpoints import resolve_etcd_endpoint
 from labkit.errors import LabkitError, UsageError
 from labkit.scenario import Node, Scenario, Stage
 from labkit.state import LabState
 
 LANGUAGES = ("ja", "en")
 DEFAULT_LAB_IFACE = "eth1"
-ETCD_CLIENT_PORT = 2379
 APISERVER_INSECURE_PORT = 8080
 NODEPORT = 30080
 CLUSTER_DOMAIN = "cluster.local"
@@ -98,6 +107,13 @@ def _version_tuple(version: str) -> tuple[int, ...]:
     return tuple(int(part) for part in version.removeprefix("v").split("."))
 
 
+def _older_than(version: str | None, bound: tuple[int, ...], older: Any, newer: Any) -> Any:
+    """``older`` when ``version`` is below ``bound``, else ``newer``; None when the scenario lacks the component."""
+    if version is None:
+        return None
+    return older if _version_tuple(version) < bound else newer
+
+
 def _role_node(scenario: Scenario, role: str) -> Node:
     found = scenario.nodes_with_role(role)
     return found[0] if found else scenario.nodes[0]
@@ -110,6 +126,19 @@ def _lab_iface(lab_state: LabState | None) -> str:
             if node.lab_iface:
                 return node.lab_iface
     return DEFAULT_LAB_IFACE
+
+
+def _pod_addresses(pods: ipaddress.IPv4Network, subnet_len: int, index: int) -> dict[str, str | None]:
+    """``pod_subnet`` (the ``index``-th /subnet_len of ``pods``), ``pod_gateway`` (.1) and ``pod_ip`` (.10)."""
+    size = 2 ** (32 - subnet_len)
+    if subnet_len < pods.prefixlen or size < 4 or (index + 1) * size > pods.num_addresses:
+        return {"pod_subnet": None, "pod_gateway": None, "pod_ip": None}
+    subnet = ipaddress.IPv4Network((int(pods.network_address) + index * size, subnet_len))
+    return {
+        "pod_subnet": str(subnet),
+        "pod_gateway": str(subnet[1]),
+        "pod_ip": str(subnet[min(10, size - 2)]),
+    }
 
 
 def flannel_network_config(scenario: Scenario) -> dict[str, Any]:
@@ -126,15 +155,19 @@ def guide_context(scenario: Scenario, lab_state: LabState | None = None) -> dict
     net = scenario.network
     default_iface = _lab_iface(lab_state)
     nodes: dict[str, dict[str, Any]] = {}
-    for node in scenario.nodes:
+    for index, node in enumerate(scenario.nodes, start=1):
         state = lab_state.nodes.get(node.name) if lab_state is not None else None
         nodes[node.name] = {
             "name": node.name,
             "ip": node.ip,
             "roles": list(node.roles),
             "lab_iface": (state.lab_iface if state and state.lab_iface else default_iface),
+            **_pod_addresses(net.pod_network, net.pod_subnet_len, index),
         }
     node_list = list(nodes.values())
+    etcd_endpoint = resolve_etcd_endpoint(
+        net.etcd_endpoint, {n.name: n.ip for n in scenario.nodes}, _role_node(scenario, "etcd").name
+    )
     etcd_node = nodes[_role_node(scenario, "etcd").name]
     apiserver_node = nodes[_role_node(scenario, "apiserver").name]
     services = net.service_network
@@ -154,7 +187,8 @@ def guide_context(scenario: Scenario, lab_state: LabState | None = None) -> dict
         "workers": [n for n in node_list if "worker" in n["roles"]],
         "etcd_node": etcd_node,
         "etcd_ip": etcd_node["ip"],
-        "etcd_endpoint": f"http://{etcd_node['ip']}:{ETCD_CLIENT_PORT}",
+        "etcd_endpoint": etcd_endpoint.url,
+        "notes": [etcd_endpoint.note] if etcd_endpoint.note else [],
         "apiserver_node": apiserver_node,
         "apiserver_ip": apiserver_node["ip"],
         "apiserver_url": f"http://{apiserver_node['ip']}:{APISERVER_INSECURE_PORT}",
@@ -168,7 +202,7 @@ def guide_context(scenario: Scenario, lab_state: LabState | None = None) -> dict
         "flannel_config_key": f"{FLANNEL_ETCD_PREFIX}/config",
         "kubeconfig": KUBECONFIG,
         # flannel <= 0.17 speaks only the etcd v2 API; 0.18 moved to v3 (course.md).
-        "flannel_etcd_api": "2" if _version_tuple(versions.flannel) < (0, 18) else "3",
+        "flannel_etcd_api": _older_than(versions.flannel, (0, 18), "2", "3"),
         "service_range": net.services,
         "kubernetes_service_ip": str(services[1]),
         "cluster_dns": cluster_dns,
@@ -181,9 +215,9 @@ def guide_context(scenario: Scenario, lab_state: LabState | None = None) -> dict
             "flannel_cni_plugin": versions.flannel_cni_plugin,
         },
         # kubelet's --network-plugin/--cni-* flags went away with dockershim in 1.24.
-        "kubelet_cni_flags": _version_tuple(versions.kubernetes) < (1, 24),
+        "kubelet_cni_flags": _older_than(versions.kubernetes, (1, 24), True, False) or False,
         # CNI plugins 0.8.x understand spec versions up to 0.4.0; 1.x adds 1.0.0.
-        "cni_version": "0.3.1" if _version_tuple(versions.cni_plugins) < (1, 0) else "1.0.0",
+        "cni_version": _older_than(versions.cni_plugins, (1, 0), "0.3.1", "1.0.0") or "1.0.0",
         "cni_bin_dir": CNI_BIN_DIR,
         "cni_conf_dir": CNI_CONF_DIR,
         "nodeport": NODEPORT,

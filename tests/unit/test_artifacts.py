@@ -98,11 +98,12 @@ def test_only_flanneld_has_nothing_to_verify_against() -> None:
 
 def test_known_pins() -> None:
     """The values as found in kubespray's checksum data (and the Nix pin for etcd 3.4.14)."""
-    pins = {a.name: a.sha256 for a in CATALOG.artifacts}
-    assert pins["kubelet"] == "d8b296825f6dd7a17287b73cd6604d32210abbba86c88fb68c1b1c5016906c54"
-    assert pins["kubectl"] == "d46eb3bbe2575e5b6bedbc6d3519424b4f2f57929d7da1ef7e11c09068f37297"
-    assert pins["cni-plugins"] == "977824932d5667c7a37aa6a3cbba40100a6873e7bd97e83e8be837e3e7afd0a8"
-    assert pins["etcd"] == "f57141d45ceb727a84e2f0bcd0b98934ea2ad2b59009be90d901710861601651"
+    pins = {a.key: a.sha256 for a in CATALOG.artifacts}
+    assert pins["kubelet/1.19.7"] == "d8b296825f6dd7a17287b73cd6604d32210abbba86c88fb68c1b1c5016906c54"
+    assert pins["kubectl/1.19.7"] == "d46eb3bbe2575e5b6bedbc6d3519424b4f2f57929d7da1ef7e11c09068f37297"
+    assert pins["cni-plugins/0.8.7"] == "977824932d5667c7a37aa6a3cbba40100a6873e7bd97e83e8be837e3e7afd0a8"
+    assert pins["cni-plugins/1.1.1"] == "b275772da4026d2161bf8a8b41ed4786754c8a93ebfb6564006d5da7f23831e5"
+    assert pins["etcd/3.4.14"] == "f57141d45ceb727a84e2f0bcd0b98934ea2ad2b59009be90d901710861601651"
 
 
 def test_three_node_needs_the_whole_course() -> None:
@@ -113,7 +114,7 @@ def test_three_node_needs_the_whole_course() -> None:
     assert etcd.unpack == "tar"
     assert etcd.members == ["etcd-v3.4.14-linux-amd64/etcd", "etcd-v3.4.14-linux-amd64/etcdctl"]
     assert [i.path for i in etcd.install] == ["/usr/local/bin/etcd", "/usr/local/bin/etcdctl"]
-    cni = CATALOG.get("cni-plugins")
+    cni = CATALOG.get("cni-plugins", "0.8.7")
     assert cni.members == ["flannel", "bridge", "host-local", "loopback", "portmap"]
     assert all(i.path == f"/opt/cni/bin/{i.member}" for i in cni.install)
     assert CATALOG.get("flanneld").install[0].path == "/usr/local/bin/flanneld"
