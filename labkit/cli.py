@@ -196,6 +196,7 @@ def up_cmd(
 
     the_lab = Lab.create(scenario, lab)  # enters host mode's namespace itself, after building a missing box
     stages = the_lab.stages_until(until) if until else []
+    the_lab.preflight(stages)  # a missing artifact stops here, before any VM boots
     report = the_lab.up(RichReporter(err), accel=accel)
     for stage in stages:
         stage_report = the_lab.solve(stage, reporter=RichReporter(err))

@@ -501,6 +501,30 @@ class Lab:
 
     # ---- stages --------------------------------------------------------------------------------------
 
+    def preflight(self, stages: list[str]) -> None:
+        """What solving ``stages`` needs from the host (cached artifacts, templates that render), checked
+        before any VM is booted: ``up --until`` refuses up front, naming every missing artifact."""
+        from labkit.artifacts import MissingArtifactsError, load_catalog
+        from labkit.guides import guide_context
+        from labkit.provision.kinds.base import StepContext
+        from labkit.provision.steps import build_for_nodes, node_variables
+
+        context = guide_context(self.scenario, self.state)
+        catalog = load_catalog(os.environ.get("LABKIT_CATALOG") or None)
+        missing = []
+        for name in stages:
+            stage = self.scenario.stage(name)
+            for step in stage.steps:
+                nodes = [n.name for n in self.scenario.select(step.on)]
+                for node, kind in zip(nodes, build_for_nodes(self.scenario, stage, step, context), strict=True):
+                    variables = {**context, "node": node_variables(self.scenario, node, context)}
+                    try:
+                        kind.preflight(StepContext(node, variables, self.scenario.directory, catalog))
+                    except MissingArtifactsError as exc:
+                        missing += [a for a in exc.artifacts if a not in missing]
+        if missing:
+            raise MissingArtifactsError(missing, self.scenario.name)
+
     def stages_until(self, stage: str) -> list[str]:
         """Names of the stages from the first up to and including ``stage`` (validated now, before any boot)."""
         names = [s.name for s in self.scenario.stages]
