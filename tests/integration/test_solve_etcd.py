@@ -125,3 +125,21 @@ def test_etcd_ok_is_verified_and_a_reset_to_it_heals_a_broken_etcd(
     passed = json.loads(labkit_cli("check", "etcd", "--name", lab.name, "--json").stdout)
     assert passed["passed"] is True
     assert "--enable-v2=true" in lab.run("node1", "cat /etc/etcd/etcd.conf").stdout
+
+
+def test_up_until_etcd_on_the_running_lab_solves_cri_and_etcd(three_node_lab: Lab, served_etcd: str) -> None:
+    """The issue's command as a trainer types it: the lab is up, so nothing boots; ssh, cri (Docker and
+    containerd started on every node, for real) and etcd are solved in order and end with etcd serving v2."""
+    lab = three_node_lab
+    result = labkit_cli("up", "three-node", "--name", lab.name, "--until", "etcd")
+    assert "skipped (already running)" in result.stdout, result.stdout
+    for node in ("node1", "node2", "node3"):
+        docker = lab.run(node, "sudo docker info --format '{{.ServerVersion}} {{.CgroupDriver}}'")
+        assert docker.ok and "cgroupfs" in docker.stdout, docker.stdout + docker.stderr
+    health = lab.run("node1", "ETCDCTL_API=3 /usr/local/bin/etcdctl endpoint health")
+    assert health.ok, health.stdout + health.stderr
+    v2 = lab.run("node2", f"curl -sf http://{IPS['node1']}:2379/v2/keys/")
+    assert v2.ok and json.loads(v2.stdout)["action"] == "get", v2.stdout
+    listing = json.loads(labkit_cli("snapshots", "--name", lab.name, "--json").stdout)
+    verified = {s["name"] for s in listing["snapshots"] if s["verified"]}
+    assert {"cri-ok", "etcd-ok"} <= verified, listing
