@@ -178,3 +178,88 @@ def test_a_corrupted_artifact_is_refused(
         cached.write_bytes(good)
     repaired = _solve(three_node_lab, "--only", "cni-binaries")
     assert repaired["changed"] == 1 and repaired["results"]["node2"]["cni-binaries"] == "changed"
+
+
+# ---- the chapter's known failures, provoked on the real nodes and diagnosed by name --------------------------
+
+
+def _findings(lab: Lab) -> dict[str, dict[str, dict[str, Any]]]:
+    """node -> finding id -> finding (cause, fix, evidence) of the flannel-diagnosis check."""
+    result = labkit_cli("check", "flannel", "--name", lab.name, "--json", "--lang", "en", check=False)
+    assert result.returncode == 1, "flanneld cannot run here (no binary), so the stage cannot pass"
+    report = json.loads(result.stdout)
+    found: dict[str, dict[str, dict[str, Any]]] = {}
+    for r in report["results"]:
+        if r["check"] == "flannel-diagnosis":
+            found[r["node"]] = {f["id"]: f for f in r["findings"]}
+            for f in r["findings"]:
+                assert f["cause"] and f["fix"], f
+    return found
+
+
+def test_solved_files_give_no_configuration_finding(
+    three_node_lab: Lab, served: ServedArtifacts, etcd_ready: None
+) -> None:
+    found = _findings(three_node_lab)
+    assert set(found) == set(NODES)
+    wrong = {"etcd-v2-off", "hostname-endpoint", "endpoint-no-scheme", "config-in-wrong-api", "wrong-iface"}
+    wrong |= {"cni-conf-invalid", "cni-conf-missing", "network-config-missing", "flanneld-conf-missing"}
+    for node, ids in found.items():
+        assert not set(ids) & wrong, f"{node}: {sorted(ids)}"
+
+
+def test_hostname_endpoint_is_diagnosed_and_solve_repairs_it(
+    three_node_lab: Lab, served: ServedArtifacts, etcd_ready: None
+) -> None:
+    lab = three_node_lab
+    assert lab.run(
+        "node2", "sudo sed -i 's|http://192.168.56.11:2379|http://node1:2379|' /etc/flannel/flanneld.conf"
+    ).ok
+    assert "hostname-endpoint" in _findings(lab)["node2"]
+    repaired = _solve(lab, "--only", "flanneld-conf")
+    assert repaired["results"]["node2"]["flanneld-conf"] == "changed" and repaired["changed"] == 1
+    assert "hostname-endpoint" not in _findings(lab)["node2"]
+
+
+def test_missing_cni_binary_and_bad_cni_json_are_diagnosed(
+    three_node_lab: Lab, served: ServedArtifacts, etcd_ready: None
+) -> None:
+    lab = three_node_lab
+    assert lab.run("node3", "sudo rm /opt/cni/bin/bridge").ok
+    assert lab.run(
+        "node2", 'echo \'{"name": "mynet", "type": "flannel",\' | sudo tee /etc/cni/net.d/flannel.conf'
+    ).ok
+    found = _findings(lab)
+    assert "cni-binaries-missing" in found["node3"]
+    assert "cni-conf-invalid" in found["node2"] and "cni-conf-invalid" not in found["node3"]
+    result = labkit_cli("check", "flannel", "--name", lab.name, "--json", check=False)
+    node3 = next(
+        r
+        for r in json.loads(result.stdout)["results"]
+        if r["check"] == "flannel-diagnosis" and r["node"] == "node3"
+    )
+    missing = next(f for f in node3["findings"] if f["id"] == "cni-binaries-missing")
+    assert "bridge" in missing["cause"] + missing["evidence"]
+    repaired = _solve(lab, "--only", "cni-binaries,cni-conf")
+    assert repaired["changed"] == 2, repaired
+    found = _findings(lab)
+    assert "cni-conf-invalid" not in found["node2"]
+
+
+def test_etcd_v2_off_is_diagnosed_on_every_node(
+    three_node_lab: Lab, served: ServedArtifacts, etcd_ready: None
+) -> None:
+    lab = three_node_lab
+    assert lab.run(
+        "node1", "sudo sed -i '/--enable-v2=true/d' /etc/etcd/etcd.conf && sudo systemctl restart etcd"
+    ).ok
+    try:
+        found = _findings(lab)
+        for node in NODES:
+            assert "etcd-v2-off" in found[node], f"{node}: {found[node]}"
+    finally:
+        repaired = labkit_cli(
+            "solve", "etcd", "--name", lab.name, "--only", "etcd-conf,etcd-service,etcd-healthy", "--json"
+        )
+        assert json.loads(repaired.stdout)["failed"] is False
+    assert "etcd-v2-off" not in _findings(lab)["node2"]
