@@ -10,11 +10,12 @@ Workloads that run for real on this machine (the Kubernetes and flanneld binarie
 Each serial run starts from the same snapshot as the parallel one. Prints per workload: serial sum, parallel
 time, ratio parallel/serial (target <= 0.45), re-run time and changes, ratio re-run/first (target <= 0.15).
 
-    sudo .venv/bin/python bench/stage.py        (needs `labkit host up` or a systemd libvirtd)
+    sudo .venv/bin/python bench/stage.py [--workload flannel|cri]     (needs `labkit host up` or a systemd libvirtd)
 """
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 import tempfile
@@ -54,6 +55,14 @@ def _timed_solve(
 
 
 def main() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--workload", choices=[w for w, _ in WORKLOADS], action="append", help="only these (default: all)"
+    )
+    chosen = parser.parse_args().workload
+    workloads = [(w, only) for w, only in WORKLOADS if not chosen or w in chosen]
     Lab.create("three-node", LAB)._ensure_box(LogReporter())  # the box builds only outside the namespace
     enter_host_namespace()
     destroy_by_name(LAB)
@@ -69,7 +78,7 @@ def main() -> int:
             _timed_solve(lab, "etcd", None)
             lab.snapshot(BASE)
             nodes = [n.name for n in lab.scenario.nodes]
-            for stage, only in WORKLOADS:
+            for stage, only in workloads:
                 lab.reset(BASE)
                 serial = [_timed_solve(lab, stage, only, {node})[0] for node in nodes]
                 lab.reset(BASE)

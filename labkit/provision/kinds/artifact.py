@@ -17,7 +17,7 @@ from labkit.provision.kinds.base import (
     StepContext,
     StepKind,
     attribute_changes,
-    remote_file,
+    remote_files,
 )
 from labkit.provision.kinds.file import apply_file
 
@@ -60,8 +60,10 @@ class ArtifactStep(StepKind):
 
     def plan(self, conn: Conn, ctx: StepContext) -> Change:
         summaries = []
-        for source in self.sources(ctx):
-            current = remote_file(conn, source.path)
+        sources = self.sources(ctx)
+        states = remote_files(conn, [s.path for s in sources])
+        for source in sources:
+            current = states[source.path]
             if not current.exists or current.sha256 != source.sha256:
                 summaries.append(f"upload {source.local.name} -> {source.path} ({source.mode:04o})")
             else:
@@ -72,7 +74,11 @@ class ArtifactStep(StepKind):
 
     def apply(self, conn: Conn, ctx: StepContext) -> Result:
         done = []
-        for source in self.sources(ctx):
+        sources = self.sources(ctx)
+        states = remote_files(conn, [s.path for s in sources])
+        for source in sources:
             attrs = FileAttrs(mode=source.mode)
-            done += apply_file(conn, source.path, source.local, attrs, sha256=source.sha256)
+            done += apply_file(
+                conn, source.path, source.local, attrs, sha256=source.sha256, current=states[source.path]
+            )
         return self.result(ctx, bool(done), "; ".join(done))

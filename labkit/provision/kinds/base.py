@@ -142,19 +142,31 @@ class RemoteFile:
 
 def remote_file(conn: Conn, path: str) -> RemoteFile:
     """sha256, owner, group and mode of a remote file (``exists`` False when it is absent)."""
-    q = shlex.quote(path)
-    ran = must(
-        conn,
+    return remote_files(conn, [path])[path]
+
+
+def remote_files(conn: Conn, paths: list[str]) -> dict[str, RemoteFile]:
+    """:func:`remote_file` for several files in one command: each SSH round trip costs ~0.5 s on an emulated
+    guest, more than hashing a small file."""
+    script = "; ".join(
         f"if [ -f {q} ]; then sha256sum {q} | cut -d' ' -f1; stat -c '%U %G %a' {q}; "
-        f"elif [ -e {q} ]; then echo NOTAFILE; else echo MISSING; fi",
-        f"reading {path}",
+        f"elif [ -e {q} ]; then echo NOTAFILE; else echo MISSING; fi; echo '@@'"
+        for q in map(shlex.quote, paths)
     )
-    lines = ran.stdout.split()
-    if lines[:1] == ["MISSING"]:
-        return RemoteFile(False)
-    if lines[:1] == ["NOTAFILE"] or len(lines) != 4:
-        raise StepFailed(f"{path} exists and is not a regular file", ran.command, ran.output)
-    return RemoteFile(True, lines[0], lines[1], lines[2], int(lines[3], 8))
+    ran = must(conn, script, f"reading {', '.join(paths)}")
+    blocks = ran.stdout.split("@@")
+    found = {}
+    for path, block in zip(paths, blocks, strict=False):
+        fields = block.split()
+        if fields[:1] == ["MISSING"]:
+            found[path] = RemoteFile(False)
+        elif fields[:1] == ["NOTAFILE"] or len(fields) != 4:
+            raise StepFailed(f"{path} exists and is not a regular file", ran.command, ran.output)
+        else:
+            found[path] = RemoteFile(True, fields[0], fields[1], fields[2], int(fields[3], 8))
+    if len(found) != len(paths):
+        raise StepFailed(f"reading {', '.join(paths)} gave no answer for some", ran.command, ran.output)
+    return found
 
 
 def remote_text(conn: Conn, path: str) -> str | None:

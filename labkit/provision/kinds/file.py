@@ -21,6 +21,7 @@ from labkit.provision.kinds.base import (
     Change,
     Conn,
     FileAttrs,
+    RemoteFile,
     Result,
     StepContext,
     StepKind,
@@ -128,11 +129,16 @@ def plan_file(
 
 
 def apply_file(
-    conn: Conn, path: str, data: bytes | Path, attrs: FileAttrs, sha256: str | None = None
+    conn: Conn,
+    path: str,
+    data: bytes | Path,
+    attrs: FileAttrs,
+    sha256: str | None = None,
+    current: RemoteFile | None = None,
 ) -> list[str]:
-    """Converge one remote file; returns what changed (empty: nothing to do)."""
+    """Converge one remote file (``current``: its state when already read); returns what changed."""
     wanted = sha256 or (hashlib.sha256(data).hexdigest() if isinstance(data, bytes) else file_sha256(data))
-    current = remote_file(conn, path)
+    current = current or remote_file(conn, path)
     if not current.exists or current.sha256 != wanted:
         upload(conn, data, path, attrs.owner, attrs.group, attrs.mode)
         return [f"{'updated' if current.exists else 'created'} {path}"]
