@@ -516,7 +516,9 @@ class Lab:
             stage = self.scenario.stage(name)
             for step in stage.steps:
                 nodes = [n.name for n in self.scenario.select(step.on)]
-                for node, kind in zip(nodes, build_for_nodes(self.scenario, stage, step, context), strict=True):
+                for node, kind in zip(
+                    nodes, build_for_nodes(self.scenario, stage, step, context), strict=True
+                ):
                     variables = {**context, "node": node_variables(self.scenario, node, context)}
                     try:
                         kind.preflight(StepContext(node, variables, self.scenario.directory, catalog))

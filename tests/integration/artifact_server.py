@@ -16,7 +16,7 @@ removed (a directory that was there before is set aside at the start and put bac
 never keeps a test-built stand-in.
 
 Run as a script to do the same by hand (``python -m tests.integration.artifact_server cni-plugins 1.1.1``): it
-fetches into the cache, prints the ``LABKIT_CATALOG`` to export, and serves until interrupted.
+fetches into the cache, prints the ``LABKIT_CATALOG`` to export, and serves until SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -27,6 +27,7 @@ import hashlib
 import http.server
 import os
 import shutil
+import signal
 import tarfile
 import threading
 import urllib.parse
@@ -275,11 +276,13 @@ def main(argv: list[str] | None = None) -> None:
             print(f"cached {path}", flush=True)
         print(f"export {CATALOG_ENV}={served.catalog_file}", flush=True)
         print(
-            f"serving {served.mirror} (LABKIT_MIRROR); Ctrl-C stops it and empties the cache entries",
+            f"serving {served.mirror} (LABKIT_MIRROR); Ctrl-C or SIGTERM stops it and empties the cache entries",
             flush=True,
         )
-        with contextlib.suppress(KeyboardInterrupt):
-            threading.Event().wait()
+        stop = threading.Event()
+        for signum in (signal.SIGINT, signal.SIGTERM):  # a background job ignores SIGINT: TERM stops it too
+            signal.signal(signum, lambda *_: stop.set())
+        stop.wait()
 
 
 if __name__ == "__main__":
