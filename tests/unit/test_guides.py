@@ -265,3 +265,24 @@ def test_parse_checklist() -> None:
         "second, already ticked",
         "a sub-section still belongs to the checklist",
     ]
+
+
+def test_pod_subnets_are_the_nth_slice_per_node() -> None:
+    ctx = guide_context(load_scenario("pod-routes"))
+    node1, node2 = ctx["nodes"]["node1"], ctx["nodes"]["node2"]
+    assert (node1["pod_subnet"], node1["pod_gateway"], node1["pod_ip"]) == (
+        "10.244.1.0/24",
+        "10.244.1.1",
+        "10.244.1.10",
+    )
+    assert node2["pod_subnet"] == "10.244.2.0/24" and node2["pod_ip"] == "10.244.2.10"
+    assert ctx["versions"]["kubernetes"] is None and ctx["flannel_etcd_api"] is None
+
+
+def test_pod_subnets_absent_when_the_pod_network_has_no_nth_slice(tmp_path: Path) -> None:
+    data = scenario_data()
+    data["network"]["pods"] = "10.0.0.0/24"
+    data["network"]["pod_subnet_len"] = 25  # two slices: .0/25 for index 0 (unused), .128/25 for node1
+    ctx = guide_context(load_scenario(write_scenario(tmp_path, data)))
+    assert ctx["nodes"]["node1"]["pod_subnet"] == "10.0.0.128/25"
+    assert ctx["nodes"]["node2"]["pod_subnet"] is None
