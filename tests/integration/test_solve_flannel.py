@@ -118,15 +118,15 @@ def test_only_applies_the_steps_and_every_file_reads_back(
     assert first["failed"] is False and first["changed"] >= 3 * 5 + 1, first
     assert first["verified"] is None, "a partial solve is not a verified stage"
     for (step, node), (path, content) in _expected_files(lab).items():
-        remote = lab.run(node, f"cat {path}")
+        remote = lab.run(node, f"sudo cat {path}")  # containerd makes /etc/cni/net.d root-only
         assert remote.ok, f"{node}: {path} missing after {step}"
         assert remote.stdout == content, f"{node}: {path} differs from what labkit renders"
     for node in NODES:
-        conf = lab.run(node, "cat /etc/flannel/flanneld.conf").stdout
+        conf = lab.run(node, "sudo cat /etc/flannel/flanneld.conf").stdout
         assert f"-etcd-endpoints=http://{IPS['node1']}:2379 \\" in conf and "-iface=eth1 \\" in conf
-        kubelet = lab.run(node, "cat /etc/kubelet/kubelet.conf").stdout
+        kubelet = lab.run(node, "sudo cat /etc/kubelet/kubelet.conf").stdout
         assert "--network-plugin=cni \\" in kubelet and "--cni-bin-dir=/opt/cni/bin \\" in kubelet
-        cni = json.loads(lab.run(node, "cat /etc/cni/net.d/flannel.conf").stdout)
+        cni = json.loads(lab.run(node, "sudo cat /etc/cni/net.d/flannel.conf").stdout)
         assert cni["type"] == "flannel" and cni["cniVersion"] and cni["delegate"]["isDefaultGateway"] is True
 
 
