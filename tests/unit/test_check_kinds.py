@@ -9,7 +9,6 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,32 +30,8 @@ from labkit.checks import (
 )
 from labkit.errors import UsageError
 from labkit.scenario import Check, Scenario, Stage
+from tests.unit.recorded import Out, Replay
 from tests.unit.scenario_factory import scenario_data
-
-
-@dataclass
-class Out:
-    stdout: str
-    stderr: str = ""
-    exited: int = 0
-
-
-class Replay:
-    """A node that answers every command with the next recorded output."""
-
-    def __init__(self, *outputs: Out) -> None:
-        self.outputs = list(outputs)
-        self.commands: list[str] = []
-
-    def run(self, command: str, **kwargs: Any) -> Out:
-        self.commands.append(command)
-        return self.outputs.pop(0)
-
-    def script(self, index: int = 0) -> str:
-        """The shell script inside ``sudo -n sh -c '...'``."""
-        argv = shlex.split(self.commands[index])
-        assert argv[:4] == ["sudo", "-n", "sh", "-c"], argv
-        return argv[4]
 
 
 class LocalShell:

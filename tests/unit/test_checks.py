@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import pytest
 
 from labkit.checks import (
@@ -18,24 +16,7 @@ from labkit.checks import (
     hint_text,
 )
 from labkit.scenario import Guide
-
-
-@dataclass
-class Out:
-    stdout: str
-    stderr: str = ""
-    exited: int = 0
-
-
-class Replay:
-    def __init__(self, *outputs: Out) -> None:
-        self.outputs = list(outputs)
-        self.commands: list[str] = []
-
-    def run(self, command: str) -> Out:
-        self.commands.append(command)
-        return self.outputs.pop(0)
-
+from tests.unit.recorded import Out, Replay
 
 SS = """LISTEN 0      4096   192.168.56.11:2379      0.0.0.0:*
 LISTEN 0      4096       127.0.0.1:2379      0.0.0.0:*
