@@ -70,6 +70,7 @@ from labkit.endpoints import resolve_etcd_endpoint
 from labkit.errors import LabkitError, UsageError
 from labkit.scenario import Node, Scenario, Stage
 from labkit.state import LabState
+from labkit.version_guard import flannel_etcd_api, kubelet_takes_cni_flags
 
 LANGUAGES = ("ja", "en")
 DEFAULT_LAB_IFACE = "eth1"
@@ -202,7 +203,7 @@ def guide_context(scenario: Scenario, lab_state: LabState | None = None) -> dict
         "flannel_config_key": f"{FLANNEL_ETCD_PREFIX}/config",
         "kubeconfig": KUBECONFIG,
         # flannel <= 0.17 speaks only the etcd v2 API; 0.18 moved to v3 (course.md).
-        "flannel_etcd_api": _older_than(versions.flannel, (0, 18), "2", "3"),
+        "flannel_etcd_api": str(flannel_etcd_api(versions.flannel)) if versions.flannel else None,
         "service_range": net.services,
         "kubernetes_service_ip": str(services[1]),
         "cluster_dns": cluster_dns,
@@ -215,7 +216,7 @@ def guide_context(scenario: Scenario, lab_state: LabState | None = None) -> dict
             "flannel_cni_plugin": versions.flannel_cni_plugin,
         },
         # kubelet's --network-plugin/--cni-* flags went away with dockershim in 1.24.
-        "kubelet_cni_flags": _older_than(versions.kubernetes, (1, 24), True, False) or False,
+        "kubelet_cni_flags": bool(versions.kubernetes) and kubelet_takes_cni_flags(versions.kubernetes or ""),
         # CNI plugins 0.8.x understand spec versions up to 0.4.0; 1.x adds 1.0.0.
         "cni_version": _older_than(versions.cni_plugins, (1, 0), "0.3.1", "1.0.0") or "1.0.0",
         "cni_bin_dir": CNI_BIN_DIR,
