@@ -3,6 +3,10 @@
 # The VM tests start their own libvirtd inside a network namespace (tests/integration/conftest.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# Root installs packages and starts libvirtd. Another user goes through sudo where Debian has it.
+if [ "$(id -u)" != 0 ] && command -v sudo >/dev/null 2>&1; then
+  exec sudo -E bash "$PWD/scripts/test.sh" "$@"
+fi
 scripts/setup-host --test
 .venv/bin/ruff check labkit tests bench
 .venv/bin/ruff format --check labkit tests bench
