@@ -66,6 +66,7 @@ from typing import Any
 
 import jinja2
 
+from labkit import sandbox
 from labkit.endpoints import resolve_etcd_endpoint
 from labkit.errors import LabkitError, UsageError
 from labkit.scenario import Node, Scenario, Stage
@@ -246,7 +247,12 @@ def _guide_file(scenario: Scenario, stage: Stage, lang: str) -> Path | None:
     rel = getattr(stage.guide, lang)
     if not rel or scenario.directory is None:
         return None
-    path = scenario.directory / rel
+    path = sandbox.confined(scenario.directory, rel)
+    if path is None:
+        raise UsageError(
+            f"stage {stage.name!r}: guide {rel!r} lies outside the scenario directory {scenario.directory}",
+            "keep guides inside the scenario's directory (e.g. guides/en/NN-stage.md)",
+        )
     return path if path.is_file() else None
 
 
@@ -263,12 +269,7 @@ def _find_guide(scenario: Scenario, stage: Stage, lang: str) -> tuple[Path, str]
 
 
 def _render_file(path: Path, context: dict[str, Any]) -> str:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(path.parent)),
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=True,
-    )
+    env = sandbox.environment(path.parent)
     try:
         return env.get_template(path.name).render(context)
     except jinja2.UndefinedError as exc:

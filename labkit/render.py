@@ -11,7 +11,7 @@ from typing import Any
 
 import jinja2
 
-from labkit import __version__, paths
+from labkit import __version__, paths, sandbox
 from labkit.scenario import Scenario
 
 DEFAULT_LIBVIRT_URI = "qemu:///system"
@@ -27,13 +27,7 @@ def ruby_string(value: object) -> str:
 
 
 def make_environment(search_path: Path) -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(search_path)),
-        undefined=jinja2.StrictUndefined,
-        autoescape=False,
-        keep_trailing_newline=True,
-        trim_blocks=False,
-    )
+    env = sandbox.environment(search_path, trim_blocks=False)
     env.filters["ruby"] = ruby_string
     return env
 

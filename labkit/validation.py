@@ -16,6 +16,7 @@ from pydantic import ValidationError
 from labkit.endpoints import EndpointError, resolve_etcd_endpoint
 from labkit.errors import Problem
 from labkit.render import MANAGEMENT_POOL
+from labkit.sandbox import confined
 from labkit.scenario import KNOWN_ROLES, SELECT_ALL
 from labkit.version_guard import version_refusals
 from labkit.yamlpos import Loc, format_loc, line_for
@@ -180,6 +181,7 @@ def semantic_problems(data: dict[str, Any], base: Path, file: str, lines: dict[L
 
     roles_defined = {r for _, n in nodes for r in (n.get("roles") or []) if isinstance(r, str)}
     stage_names: dict[str, int] = {}
+    unknown_targets: dict[str, list[tuple[Loc, str]]] = {}
     for s, stage in _items(data, "stages"):
         name = stage.get("name")
         if isinstance(name, str):
@@ -202,29 +204,62 @@ def semantic_problems(data: dict[str, Any], base: Path, file: str, lines: dict[L
                 )
         for kind in ("steps", "checks"):
             for a, action in _items(stage, kind):
+                args = action.get("args")
+                template = args.get("template") if isinstance(args, dict) else None
+                if isinstance(template, str) and "{" not in template:
+                    template_loc: Loc = ("stages", s, kind, a, "args", "template")
+                    if confined(base, template) is None:
+                        problem(
+                            template_loc,
+                            f"template {template!r} lies outside the scenario directory",
+                            "keep templates inside the scenario's directory, as real files (not symlinks out)",
+                        )
+                    elif not (base / template).is_file():
+                        problem(
+                            template_loc,
+                            f"template file {template!r} does not exist",
+                            f"create {base / template}",
+                        )
                 on = action.get("on", [SELECT_ALL])
                 for o, target in enumerate(on if isinstance(on, list) else []):
                     if target != SELECT_ALL and target not in names and target not in roles_defined:
-                        where = ("stages", s, kind, a, "on", o)
-                        if target in KNOWN_ROLES:
-                            problem(
-                                where,
-                                f"no node has role {target!r}",
-                                "give a node that role or target another node or role",
-                            )
-                        else:
-                            problem(
-                                where,
-                                f"{target!r} is neither a node nor a role of this scenario",
-                                f"use a node ({', '.join(names) or 'none'}), a role or 'all'",
-                            )
+                        unknown_targets.setdefault(str(target), []).append(
+                            (("stages", s, kind, a, "on", o), str(stage.get("name", f"stages[{s}]")))
+                        )
         guide = stage.get("guide")
         if isinstance(guide, dict):
             for lang, rel in guide.items():
-                if isinstance(rel, str) and not (base / rel).is_file():
+                if not isinstance(rel, str):
+                    continue
+                if confined(base, rel) is None:
+                    problem(
+                        ("stages", s, "guide", lang),
+                        f"guide file {rel!r} lies outside the scenario directory",
+                        "keep guides inside the scenario's directory (e.g. guides/en/NN-stage.md)",
+                    )
+                elif not (base / rel).is_file():
                     problem(
                         ("stages", s, "guide", lang),
                         f"guide file {rel!r} does not exist",
                         f"create {base / rel} or correct the path",
                     )
+    for target, uses in unknown_targets.items():
+        first, _ = uses[0]
+        what = (
+            f"no node has role {target!r}"
+            if target in KNOWN_ROLES
+            else f"{target!r} is neither a node nor a role of this scenario"
+        )
+        fix = (
+            "give a node that role or target another node or role"
+            if target in KNOWN_ROLES
+            else f"use a node ({', '.join(names) or 'none'}), a role or 'all'"
+        )
+        if len(uses) > 1:
+            stages = list(dict.fromkeys(stage for _, stage in uses))
+            what = (
+                f"{target!r} is targeted by {len(uses)} steps and checks (stage{'s' if len(stages) > 1 else ''} "
+                f"{', '.join(stages)}) but {'no node has that role' if target in KNOWN_ROLES else 'it is neither a node nor a role of this scenario'}"
+            )
+        problem(first, what, fix)
     return problems

@@ -13,6 +13,7 @@ from typing import Any
 import jinja2
 from pydantic import ValidationError
 
+from labkit import sandbox
 from labkit.errors import UsageError
 from labkit.provision.kinds.artifact import ArtifactStep
 from labkit.provision.kinds.base import Change, Conn, Result, StepContext, StepFailed, StepKind
@@ -90,7 +91,7 @@ def build_for_nodes(
     return built
 
 
-_ENV = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True, autoescape=False)
+_ENV = sandbox.environment()
 
 
 def render_args(value: Any, variables: dict[str, Any], where: str = "") -> Any:

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 import jinja2
 from pydantic import Field, field_validator, model_validator
 
+from labkit import sandbox
 from labkit.artifacts import file_sha256
 from labkit.errors import UsageError
 from labkit.provision.kinds.base import (
@@ -74,12 +75,7 @@ def render_template(scenario_dir: Path | None, name: str, variables: dict[str, A
     """Render ``name`` (relative to the scenario directory) with StrictUndefined: a missing variable is an error."""
     if scenario_dir is None:
         raise UsageError(f"template {name!r} needs a scenario directory", "load the scenario from its file")
-    env = jinja2.Environment(
-        loader=jinja2.FileSystemLoader(str(scenario_dir)),
-        undefined=jinja2.StrictUndefined,
-        keep_trailing_newline=True,
-        autoescape=False,
-    )
+    env = sandbox.environment(scenario_dir)
     try:
         return env.get_template(name).render(**variables)
     except jinja2.TemplateNotFound:
