@@ -82,11 +82,15 @@ for _ in $(seq 100); do
 done
 ip -4 -o addr show dev "$iface" | grep -q {q(" " + node.ip + "/")} \\
   || {{ echo "{node.ip} did not come up on $iface" >&2; exit 4; }}
+# uploads are staged in the login user's home (labkit.provision.kinds.base.upload): nobody else may read it
+[ "$(stat -c %a /home/vagrant)" = 700 ] || chmod 700 /home/vagrant
 mkdir -p /home/vagrant/.ssh
 if converge {AUTHORIZED_KEYS} {q(public_key)} 600; then
   chown -R vagrant:vagrant /home/vagrant/.ssh
   chmod 700 /home/vagrant/.ssh
 fi
+# a host crash right after first boot must not leave empty files behind (keys, networkd, hosts)
+sync
 """
 
 

@@ -64,7 +64,7 @@ from labkit.snapshots import (
     take_set,
 )
 from labkit.snapshots import now as snapshot_now
-from labkit.sshkeys import ensure_lab_key, write_ssh_config
+from labkit.sshkeys import ensure_lab_key, forget_lab_key, write_ssh_config
 from labkit.state import LabState, NodeState, read_state, write_state
 from labkit.vagrant_keys import insecure_private_key
 
@@ -803,6 +803,7 @@ class Lab:
         with lab_lock(self.paths.lock, self.name, "destroy"):
             removed = destroy_lab(conn, self.name, nodes)
         shutil.rmtree(self.paths.root, ignore_errors=True)
+        forget_lab_key(self.paths)
         return removed
 
 
@@ -815,4 +816,5 @@ def destroy_by_name(name: str) -> Removal:
         conn = _connect()
         removed = destroy_lab(conn, name)
         shutil.rmtree(LabPaths.for_lab(name).root, ignore_errors=True)
+        forget_lab_key(LabPaths.for_lab(name))
         return removed

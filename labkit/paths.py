@@ -38,11 +38,30 @@ def boxes_dir() -> Path:
 
 
 def labkit_home() -> Path:
+    """labkit's own directory, private to its owner (0700): it holds lab keys, and Vagrantfiles, which are Ruby
+    that vagrant runs as root. Made so on first use, whatever the umask."""
     env = os.environ.get("LABKIT_HOME")
     if env:
-        return Path(env)
-    xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
-    return Path(xdg) / "labkit"
+        home = Path(env)
+    else:
+        xdg = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+        home = Path(xdg) / "labkit"
+    _make_private(home)
+    return home
+
+
+def _make_private(directory: Path) -> None:
+    try:
+        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if directory.stat().st_mode & 0o077:
+            directory.chmod(0o700)
+    except OSError:
+        pass  # a read-only or foreign home is reported by the command that writes there
+
+
+def key_backups_dir() -> Path:
+    """A copy of every lab's private key, outside the lab directory: losing that must not lock a trainer out."""
+    return labkit_home() / "keys"
 
 
 def vagrant_home() -> Path:
@@ -100,6 +119,10 @@ class LabPaths:
     @property
     def ssh_public_key(self) -> Path:
         return self.root / "id_ed25519.pub"
+
+    @property
+    def ssh_key_backup(self) -> Path:
+        return key_backups_dir() / f"{self.name}.id_ed25519"
 
     @property
     def ssh_config(self) -> Path:

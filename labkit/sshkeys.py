@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -12,34 +13,65 @@ SSH_USER = "vagrant"
 
 
 def ensure_lab_key(lab: LabPaths) -> str:
-    """Generate the lab's ed25519 key once; return the public key line."""
-    if not lab.ssh_key.is_file() or not lab.ssh_public_key.is_file():
-        lab.root.mkdir(parents=True, exist_ok=True)
-        lab.ssh_key.unlink(missing_ok=True)
-        lab.ssh_public_key.unlink(missing_ok=True)
-        try:
-            subprocess.run(
-                [
-                    "ssh-keygen",
-                    "-q",
-                    "-t",
-                    "ed25519",
-                    "-N",
-                    "",
-                    "-C",
-                    f"labkit-{lab.name}",
-                    "-f",
-                    str(lab.ssh_key),
-                ],
-                check=True,
-                capture_output=True,
-                text=True,
+    """The lab's ed25519 key, made once; returns the public key line.
+
+    The VMs accept this key only, so it is never replaced while a lab may exist: a lost ``.pub`` is derived again
+    from the private key, and a lost private key (the lab directory removed or lost) is restored from the copy
+    kept outside the lab directory (:attr:`LabPaths.ssh_key_backup`)."""
+    if not lab.ssh_key.is_file() and lab.ssh_key_backup.is_file():
+        _write_private(lab.ssh_key, lab.ssh_key_backup.read_bytes())
+    if not lab.ssh_key.is_file():
+        if lab.ssh_public_key.is_file():
+            raise HostError(
+                f"lab {lab.name}: its private key {lab.ssh_key} is gone and no copy is kept in "
+                f"{lab.ssh_key_backup}; the VMs accept that key only",
+                f"put the key back, or start over with `labkit destroy --name {lab.name}` and `labkit up`",
             )
-        except FileNotFoundError:
-            raise HostError("ssh-keygen is not installed", "apt-get install openssh-client") from None
-        except subprocess.CalledProcessError as exc:
-            raise HostError(f"ssh-keygen failed: {exc.stderr.strip()}") from None
+        _generate(lab)
+    if not lab.ssh_public_key.is_file():
+        lab.ssh_public_key.write_text(_public_from_private(lab.ssh_key) + "\n")
+    if not lab.ssh_key_backup.is_file():
+        _write_private(lab.ssh_key_backup, lab.ssh_key.read_bytes())
     return lab.ssh_public_key.read_text().strip()
+
+
+def forget_lab_key(lab: LabPaths) -> None:
+    """Drop the kept copy of a destroyed lab's key."""
+    lab.ssh_key_backup.unlink(missing_ok=True)
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
+    tmp.replace(path)
+
+
+def _ssh_keygen(*args: str) -> str:
+    try:
+        return subprocess.run(
+            ["ssh-keygen", *args], check=True, capture_output=True, text=True, timeout=60
+        ).stdout
+    except FileNotFoundError:
+        raise HostError("ssh-keygen is not installed", "apt-get install openssh-client") from None
+    except subprocess.CalledProcessError as exc:
+        raise HostError(f"ssh-keygen failed: {exc.stderr.strip()}") from None
+
+
+def _generate(lab: LabPaths) -> None:
+    lab.root.mkdir(parents=True, exist_ok=True)
+    lab.ssh_public_key.unlink(missing_ok=True)
+    _ssh_keygen("-q", "-t", "ed25519", "-N", "", "-C", f"labkit-{lab.name}", "-f", str(lab.ssh_key))
+
+
+def _public_from_private(key: Path) -> str:
+    line = _ssh_keygen("-y", "-f", str(key)).strip()
+    comment = f"labkit-{key.parent.name}"
+    return line if len(line.split()) > 2 else f"{line} {comment}"
 
 
 def ssh_config_text(lab: LabPaths, hosts: dict[str, str]) -> str:

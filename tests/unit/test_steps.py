@@ -120,7 +120,8 @@ def test_systemd_new_unit_writes_reloads_enables_starts() -> None:
     result = systemd({"content": UNIT, "enabled": True, "state": "started"}).apply(conn, StepContext("node1"))
     assert result.status == "changed"
     cmds = "\n".join(conn.commands)
-    assert conn.puts and conn.puts[0].startswith("/tmp/.labkit-")
+    # staged in the login home (kept 0700 by the node set-up), never in world-readable /tmp
+    assert conn.puts and conn.puts[0].startswith(".labkit-upload-")
     assert "/etc/systemd/system/etcd.service" in cmds
     order = [c for c in conn.commands if "daemon-reload" in c or re.search(r"systemctl (enable|start)", c)]
     assert [("daemon-reload" in c, "enable" in c, "start" in c) for c in order] == [

@@ -197,8 +197,12 @@ def unified_diff(path: str, old: str | None, new: bytes) -> str:
 
 
 def upload(conn: Conn, data: bytes | Path, path: str, owner: str, group: str, mode: int) -> None:
-    """Put ``data`` in a private temp file on the node, then ``install`` it atomically-enough in place."""
-    tmp = f"/tmp/.labkit-{uuid.uuid4().hex}"
+    """Put ``data`` in a temp file in the login user's home, then ``install`` it in place.
+
+    The home directory, not /tmp: SFTP creates files with the server's umask (world-readable), and the node's
+    set-up keeps the home 0700 (labkit.guest), so no other user of the node can read a file in transit. The
+    relative path is the same for SFTP (which starts in the home) and for the command (sudo keeps the cwd)."""
+    tmp = f".labkit-upload-{uuid.uuid4().hex}"
     conn.put(io.BytesIO(data) if isinstance(data, bytes) else str(data), remote=tmp)
     q = shlex.quote
     must(
