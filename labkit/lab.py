@@ -811,10 +811,14 @@ def destroy_by_name(name: str) -> Removal:
     """Destroy a lab by name even when neither its directory nor its scenario can be found."""
     check_lab_name(name)
     try:
-        return Lab.load(name).destroy()
+        lab = Lab.load(name)
     except (UsageError, LabError, ScenarioError):  # a lab whose scenario is gone or now invalid still goes
-        conn = _connect()
-        removed = destroy_lab(conn, name)
-        shutil.rmtree(LabPaths.for_lab(name).root, ignore_errors=True)
-        forget_lab_key(LabPaths.for_lab(name))
-        return removed
+        lab = None
+    if lab is not None:
+        return lab.destroy()  # a busy lab refuses here, and that refusal is final
+    paths = LabPaths.for_lab(name)
+    with lab_lock(paths.lock, name, "destroy"):
+        removed = destroy_lab(_connect(), name)
+    shutil.rmtree(paths.root, ignore_errors=True)
+    forget_lab_key(paths)
+    return removed

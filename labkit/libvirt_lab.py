@@ -99,18 +99,21 @@ def network_cidrs(conn: Any) -> dict[str, str]:
 
 
 def lab_domains(conn: Any, lab: str, nodes: Collection[str] | None = None) -> dict[str, Any]:
-    """The lab's domains by node name, found by the ``labkit-<lab>-`` prefix.
-
-    Give ``nodes`` when known: lab ``a``'s prefix also matches lab ``a-b``'s domains.
-    """
+    """The lab's domains by node name: those whose description, written by labkit, says ``lab=<lab>`` exactly
+    and whose name is ``labkit-<lab>-<node>``. Never by name prefix alone: lab ``a``'s prefix also matches
+    lab ``a-b``'s domains, and a domain labkit did not label is never labkit's to touch."""
     prefix = domain_prefix(lab)
     found = {}
     for dom in conn.listAllDomains(0):
         name = dom.name()
-        if name.startswith(prefix):
-            node = name[len(prefix) :]
-            if nodes is None or node in nodes:
-                found[node] = dom
+        if not name.startswith(prefix):
+            continue
+        labels = domain_labels(dom)
+        node = labels.get("node", "")
+        if labels.get("lab") != lab or name != prefix + node:
+            continue
+        if nodes is None or node in nodes:
+            found[node] = dom
     return found
 
 
@@ -172,10 +175,15 @@ def domain_disk_paths(dom: Any) -> list[str]:
 
 
 def destroy_lab(conn: Any, lab: str, nodes: Collection[str] | None = None) -> Removal:
-    """Remove the lab's snapshots, domains, their volumes and the lab's networks. Idempotent."""
+    """Remove the lab's snapshots, domains, their volumes and the lab's networks. Idempotent.
+
+    Domains are the lab's by their labels (:func:`lab_domains`); a left-over volume is removed only when it is
+    named after one of ``nodes`` or of the domains found, never by prefix."""
     libvirt = _libvirt()
     removed = Removal()
-    for node, dom in sorted(lab_domains(conn, lab, nodes).items()):
+    domains = lab_domains(conn, lab, nodes)
+    volume_names = {f"{domain_prefix(lab)}{node}.img" for node in (*(nodes or ()), *domains)}
+    for node, dom in sorted(domains.items()):
         volume_paths = domain_disk_paths(dom)
         # A domain with snapshots cannot be undefined: delete them first (children before parents is what
         # libvirt's "delete metadata and data" does for internal snapshots one by one).
@@ -194,15 +202,13 @@ def destroy_lab(conn: Any, lab: str, nodes: Collection[str] | None = None) -> Re
                 continue
             vol.delete(0)
             removed.volumes.append(path)
-    prefix = domain_prefix(lab)
     for pool in conn.listAllStoragePools(0):
         if not pool.isActive():
             continue
         pool.refresh(0)
         for vol in pool.listAllVolumes(0):
             # vagrant-libvirt names a node's disk <domain>.img
-            node = vol.name().removeprefix(prefix).removesuffix(".img")
-            if vol.name().startswith(prefix) and (nodes is None or node in nodes):
+            if vol.name() in volume_names and vol.path() not in removed.volumes:
                 path = vol.path()
                 vol.delete(0)
                 removed.volumes.append(path)
