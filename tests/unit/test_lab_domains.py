@@ -29,7 +29,9 @@ class FakeConn:
 
 
 def _labelled(lab: str, node: str) -> FakeDomain:
-    return FakeDomain(f"labkit-{lab}-{node}", f"labkit lab={lab} scenario=s node={node} path=/x/scenario.yaml")
+    return FakeDomain(
+        f"labkit-{lab}-{node}", f"labkit lab={lab} scenario=s node={node} path=/x/scenario.yaml"
+    )
 
 
 CONN = FakeConn(
