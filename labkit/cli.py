@@ -377,29 +377,18 @@ def solve_cmd(
         raise SystemExit(4)
 
 
-_FINDING_LABELS = {
-    "en": ("hint", "cause", "fix", "seen"),
-    "ja": ("ヒント", "原因", "対処", "確認"),
-}
-
-
 def _print_checks(stage: str, results: list[Any], lang: str = "en") -> None:
-    table = Table("check", "node", "result", "seen", title=f"stage {stage}")
-    for r in results:
-        table.add_row(r.check, r.node, "pass" if r.ok else "FAIL", r.seen)
+    """One table row per check and outcome (nodes that saw the same share it), then one block per failed
+    check: its nodes, findings and hint said once, what differs per node under it."""
+    from labkit.checks.grouping import failures, summary_rows
+    from labkit.checks.printing import failure_lines
+
+    table = Table("check", "nodes", "result", "seen", title=f"stage {stage}")
+    for row in summary_rows(results):
+        table.add_row(row.check, ", ".join(row.nodes), "pass" if row.ok else "FAIL", row.seen)
     out.print(table)
-    for r in results:
-        hint, cause, fix, seen = _FINDING_LABELS.get(lang, _FINDING_LABELS["en"])
-        if not r.ok and r.hint:
-            out.print(f"{hint} ({r.check} on {r.node}): {r.hint}", markup=False)
-        for finding in r.findings:
-            # one finding: why the check failed, what to do, and the node's own output that shows it
-            out.print(f"{r.check} on {r.node}: {finding.id}", markup=False)
-            out.print(f"  {cause}: {finding.cause}", markup=False)
-            out.print(f"  {fix}: {finding.fix}", markup=False)
-            if finding.evidence:
-                indent = " " * (len(seen) + 4)
-                out.print(f"  {seen}: " + finding.evidence.replace("\n", "\n" + indent), markup=False)
+    for line in failure_lines(failures(results), lang):
+        out.print(line, markup=False)
 
 
 @app.command("check")
@@ -416,6 +405,7 @@ def check_cmd(
 ) -> None:
     """Run a stage's checks on the right nodes and explain every failure (hints, findings with cause and fix);
     when all pass, show the stage's comprehension checklist. Exit 0 only if all pass."""
+    from labkit.checks.grouping import failures
     from labkit.guides import checklist, default_language
     from labkit.lab import Lab
 
@@ -436,6 +426,7 @@ def check_cmd(
                 "stage": name,
                 "passed": passed,
                 "results": [r.to_json() for r in results],
+                "failures": [group.to_json() for group in failures(results)],
                 "checklist": items,
             }
         )

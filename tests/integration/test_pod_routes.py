@@ -130,12 +130,12 @@ def test_check_routes_fails_before_the_routes_exist_and_says_why(pods_lab: Lab) 
         assert f"ip route add {POD_SUBNETS[other]} via {IPS[other]}" in missing["hint"]
         assert "host-gw" in missing["hint"] and "join and leave" in missing["hint"]
     assert _result(report, "pod-to-pod-node1-node2", "node1")["ok"] is False
-    # the human output shows each hint, in the trainee's language
+    # the human output shows the hint once for both nodes, in the trainee's language, with each node's values
     shown = labkit_cli("check", "routes", "--name", LAB, "--lang", "ja", check=False)
     assert shown.returncode == 1
-    assert "ヒント (pod-routes on node1)" in shown.stdout
-    assert "ip route add 10.244.2.0/24 via 192.168.57.12" in shown.stdout
-    assert "host-gw バックエンド" in shown.stdout
+    assert "pod-routes: node1, node2 で失敗" in shown.stdout
+    assert "ip route add ‹1› via ‹2›" in shown.stdout and shown.stdout.count("host-gw バックエンド") == 1
+    assert "node1: ‹1› = 10.244.2.0/24, ‹2› = 192.168.57.12" in shown.stdout
 
 
 def test_solve_routes_lets_pods_on_different_nodes_reach_each_other(pods_lab: Lab) -> None:

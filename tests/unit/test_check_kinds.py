@@ -456,15 +456,18 @@ def test_cli_check_prints_findings_and_fails(monkeypatch: pytest.MonkeyPatch) ->
     result = _cli(monkeypatch, lab, "--lang", "en")
     assert result.exit_code == 1, result.output
     assert lab.asked == [(None, "en")]  # no stage: the lab picks the first one not verified
-    assert "flannel-node on node2: wrong-iface" in result.output
-    assert "  cause: flanneld does not use the lab NIC" in result.output
-    assert "  fix: Add -iface=eth1" in result.output
-    assert "  seen: -iface=eth0; NICs" in result.output
+    assert "flannel-node fails on node2\n  wrong-iface\n" in result.output
+    assert "    cause: flanneld does not use the lab NIC" in result.output
+    assert "    fix: Add -iface=eth1" in result.output
+    assert "    seen: -iface=eth0; NICs" in result.output
+    assert "  hint: read the findings" in result.output
     assert "checklist" not in result.output
     as_json = _cli(monkeypatch, lab, "flannel", "--json")
     data = json_of(as_json.output)
     assert data["passed"] is False and data["checklist"] == []
     assert data["results"][0]["findings"][0]["fix"] == "Add -iface=eth1"
+    assert data["failures"][0]["nodes"] == ["node2"]
+    assert data["failures"][0]["findings"][0]["evidence"] == {"node2": FINDING.evidence}
 
 
 def test_cli_check_passing_offers_the_checklist(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -89,7 +89,9 @@ HEALTHY: dict[str, str] = {
     "flanneld-version": "v0.13.0",
     "kubelet-version": "Kubernetes v1.19.7",
     "kubelet-conf": KUBELET_CONF,
-    "flanneld-unit": "NRestarts=0\nActiveState=active\nSubState=running\nLoadState=loaded",
+    "flanneld-unit": "NRestarts=0\nActiveState=active\nSubState=running\nLoadState=loaded\n"
+    "UnitFileState=enabled\nResult=success\nExecMainStatus=0",
+    "flanneld-binary": "/usr/local/bin/flanneld",
     "journal": JOURNAL_OK,
 }
 WANT = Expectations(
@@ -361,7 +363,7 @@ def test_flanneld_restarting_with_its_journal() -> None:
     assert finding.id == "flanneld-restarting"
     assert "activating/auto-restart, 12 restarts" in finding.report("en").cause
     lines = finding.evidence.splitlines()
-    assert lines[0] == "ActiveState=activating NRestarts=12; journal:"
+    assert lines[0] == "ActiveState=activating SubState=auto-restart NRestarts=12; journal:"
     assert len(lines) == 7 and "flanneld[907]" in lines[-1]  # the last 6 lines of the journal
 
 
@@ -378,6 +380,111 @@ def test_flanneld_not_installed_and_conf_missing() -> None:
         }
     )
     assert [f.id for f in found] == ["flanneld-conf-missing", "flanneld-not-installed"]
+
+
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+NEVER_INSTALLED = {
+    "flanneld-unit": "NRestarts=0\nActiveState=inactive\nSubState=dead\nLoadState=not-found\n"
+    "UnitFileState=\nResult=success\nExecMainStatus=0",
+    "flanneld-binary": f"@@absent PATH={PATH}",
+    "flanneld-version": "@@absent",
+    "journal": "-- No entries --",
+}
+
+
+def unit(**properties: str) -> str:
+    return "\n".join(f"{name}={value}" for name, value in {"LoadState": "loaded", **properties}.items())
+
+
+def test_flanneld_never_installed_says_so_not_restarting() -> None:
+    finding = only(NEVER_INSTALLED)
+    assert finding.id == "flanneld-not-installed"
+    assert finding.evidence == f"systemctl show flanneld: LoadState=not-found; no flanneld on PATH={PATH}"
+    en, ja = finding.report("en"), finding.report("ja")
+    assert en.cause == (
+        "flanneld is not installed on this node: no flanneld binary (on PATH) and no flanneld.service unit. "
+        "Nothing runs flannel here."
+    )
+    assert "EnvironmentFile=/etc/flannel/flanneld.conf" in en.fix and "enable --now flanneld" in en.fix
+    assert "インストールされていません" in ja.cause and "バイナリ" in ja.cause
+
+
+def test_flanneld_binary_the_unit_runs_is_absent() -> None:
+    """The unit is there but its ExecStart binary is not: every start fails, the restarts are not the cause."""
+    changes = {
+        "flanneld-unit": unit(
+            ActiveState="activating",
+            SubState="auto-restart",
+            NRestarts="5",
+            Result="exit-code",
+            ExecMainStatus="203",
+        ),
+        "flanneld-binary": "@@absent /usr/local/bin/flanneld",
+    }
+    finding = only(changes)
+    assert finding.id == "flanneld-not-installed"
+    assert finding.evidence == (
+        "/usr/local/bin/flanneld: no such file; ActiveState=activating NRestarts=5 (each start fails)"
+    )
+    assert "flanneld.service runs /usr/local/bin/flanneld, which does not exist" in finding.report("en").cause
+
+
+def test_flanneld_absent_from_path_while_its_unit_runs_raises_nothing() -> None:
+    """A running unit proves a binary; not finding one on PATH is no evidence (the binaries-absent rule)."""
+    assert findings({"flanneld-binary": f"@@absent PATH={PATH}"}) == []
+
+
+def test_flanneld_inactive_with_0_restarts_was_not_started() -> None:
+    changes = {
+        "flanneld-unit": unit(
+            ActiveState="inactive", SubState="dead", NRestarts="0", UnitFileState="disabled", Result="success"
+        ),
+        "journal": "-- No entries --",
+    }
+    finding = only(changes)
+    assert finding.id == "flanneld-not-started"
+    assert (
+        finding.evidence
+        == "ActiveState=inactive SubState=dead NRestarts=0 Result=success UnitFileState=disabled"
+    )
+    en, ja = finding.report("en"), finding.report("ja")
+    assert en.cause == (
+        "flanneld is installed but not running (inactive/dead, disabled): it was never started or was stopped; "
+        "it did not crash (0 restarts). It is not enabled either, so a reboot would not start it."
+    )
+    assert en.fix.startswith("systemctl enable --now flanneld")
+    assert "inactive/dead、disabled" in ja.cause and "有効化" in ja.cause
+    enabled = only({**changes, "flanneld-unit": changes["flanneld-unit"].replace("disabled", "enabled")})
+    assert "reboot" not in enabled.report("en").cause
+
+
+def test_flanneld_restarting_with_4_restarts() -> None:
+    finding = only({"flanneld-unit": unit(ActiveState="active", SubState="running", NRestarts="4")})
+    assert finding.id == "flanneld-restarting"
+    assert "(active/running, 4 restarts): it exits and systemd restarts it" in finding.report("en").cause
+    assert finding.evidence.startswith("ActiveState=active SubState=running NRestarts=4; journal:\n")
+
+
+def test_flanneld_waiting_for_its_first_restart_is_restarting() -> None:
+    changes = {"flanneld-unit": unit(ActiveState="activating", SubState="auto-restart", NRestarts="0")}
+    assert only(changes).id == "flanneld-restarting"
+
+
+def test_flanneld_exited_once_and_not_restarted() -> None:
+    changes = {
+        "flanneld-unit": unit(
+            ActiveState="failed", SubState="failed", NRestarts="0", Result="exit-code", ExecMainStatus="1"
+        )
+    }
+    finding = only(changes)
+    assert finding.id == "flanneld-exited"
+    assert "(failed/failed, exit-code, exit status 1)" in finding.report("en").cause
+    assert "終了コード 1" in finding.report("ja").cause
+    assert "journal:" in finding.evidence
+
+
+def test_flanneld_state_without_a_restart_count_raises_nothing() -> None:
+    assert findings({"flanneld-unit": unit(ActiveState="inactive", SubState="dead")}) == []
 
 
 def test_every_finding_speaks_both_languages() -> None:
@@ -491,3 +598,39 @@ def _b64(text: str) -> str:
     import base64
 
     return base64.b64encode(text.encode()).decode()
+
+
+@pytest.mark.parametrize("installed", [True, False])
+def test_facts_script_finds_the_binary_the_unit_runs(tmp_path: Path, installed: bool) -> None:
+    """The flanneld-binary section in a real sh: ExecStart's path= as systemctl prints it, tested on disk."""
+    binary = tmp_path / "opt bin" / "flanneld"
+    if installed:
+        stub(binary.parent, "flanneld", "exit 0\n")
+    exec_start = (
+        f"ExecStart={{ path={binary} ; argv[]={binary} $FLANNEL_OPTS ; ignore_errors=no ; start_time=[n/a] ; "
+        "stop_time=[n/a] ; pid=0 ; code=(null) ; status=0/0 }"
+    )
+    state = "NRestarts=0\nActiveState=inactive\nSubState=dead\nLoadState=loaded\nUnitFileState=disabled"
+    bin_dir = tmp_path / "bin"
+    stub(
+        bin_dir,
+        "systemctl",
+        f'case "$*" in *ExecStart*) echo {shlex.quote(exec_start)} ;; *) printf "%s\\n" {shlex.quote(state)} ;; esac\n',
+    )
+    stub(bin_dir, "journalctl", "echo '-- No entries --'\n")
+    env = {**os.environ, "PATH": f"{bin_dir}:/usr/bin:/bin"}
+    done = subprocess.run(
+        ["sh", "-c", facts_script("/nonexistent/flanneld.conf", KEY)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=30,
+    )
+    facts = parse_facts(done.stdout, KEY)
+    ids = [f.id for f in diagnose(facts, Expectations())]
+    if installed:
+        assert facts.flanneld_binary == str(binary) and facts.flanneld_absent is None
+        assert "flanneld-not-started" in ids and "flanneld-not-installed" not in ids
+    else:
+        assert facts.flanneld_absent == str(binary) and facts.flanneld_binary is None
+        assert "flanneld-not-installed" in ids and "flanneld-not-started" not in ids

@@ -3,7 +3,10 @@
 The facts are what a trainer would look at by hand: flanneld.conf, the network config through the etcd v2 and
 v3 APIs (against the endpoint flanneld.conf names), the node's IPv4 addresses and default route, the CNI
 plugins and confs, the kubelet's version and flags, and flanneld's unit state and journal. Every fact is
-optional: a binary absent on the node (flanneld, kubelet, etcdctl) leaves it unknown and raises nothing.
+optional: a binary absent on the node (flanneld, kubelet, etcdctl) leaves it unknown and raises nothing, except
+flanneld's own when its unit is not running: that absence is what ``flanneld-not-installed`` names. systemd's
+state says which of not installed, not started (inactive, 0 restarts), exited (failed, 0 restarts) and
+restarting (restarts seen) a flanneld that is not running is.
 
 Background (course.md, "Facts the flannel stage must get right"):
 - flannel <= 0.17 reads its config through the etcd v2 API only, 0.18+ through v3; the two key spaces are
@@ -211,18 +214,51 @@ FLANNELD_RESTARTING = FindingSpec(
         "etcd で直してから systemctl restart flanneld し、systemctl status flanneld を何度か実行してください。",
     ),
 )
+FLANNELD_EXITED = FindingSpec(
+    "flanneld-exited",
+    Text(
+        "flanneld was started and exited ({state}), and systemd did not start it again. Its journal says why.",
+        "flanneld は起動されましたが終了し ({state})、systemd は再起動していません。理由は journal にあります。",
+    ),
+    Text(
+        "Read journalctl -u flanneld -n 30 (the last lines are below) and fix what it names, then systemctl "
+        "restart flanneld. Restart=always in flanneld.service makes systemd start it again when it exits.",
+        "journalctl -u flanneld -n 30 を読み (末尾を下に示します)、指摘された点を直してから systemctl restart "
+        "flanneld。flanneld.service に Restart=always があれば、終了しても systemd が再起動します。",
+    ),
+)
+FLANNELD_NOT_STARTED = FindingSpec(
+    "flanneld-not-started",
+    Text(
+        "flanneld is installed but not running ({state}): it was never started or was stopped; it did not "
+        "crash (0 restarts).{boot}",
+        "flanneld はインストールされていますが動いていません ({state})。起動されていないか、停止されています"
+        "。異常終了ではありません (再起動 0 回)。{boot}",
+    ),
+    Text(
+        "systemctl enable --now flanneld, then run systemctl status flanneld a few times; if it does not stay "
+        "active, journalctl -u flanneld -n 30 says why.",
+        "systemctl enable --now flanneld を実行し、systemctl status flanneld を何度か実行してください。"
+        "active のままでなければ journalctl -u flanneld -n 30 に理由が出ます。",
+    ),
+)
+NOT_ENABLED = Text(
+    " It is not enabled either, so a reboot would not start it.",
+    " 有効化 (enable) もされていないため、再起動しても起動しません。",
+)
 FLANNELD_NOT_INSTALLED = FindingSpec(
     "flanneld-not-installed",
     Text(
-        "systemd has no flanneld unit on this node.",
-        "このノードの systemd に flanneld のユニットがありません。",
+        "flanneld is not installed on this node: {missing}. Nothing runs flannel here.",
+        "このノードに flanneld がインストールされていません: {missing}。flannel を動かすものがありません。",
     ),
     Text(
-        "Install /usr/local/bin/flanneld and /etc/systemd/system/flanneld.service "
-        "(EnvironmentFile=/etc/flannel/flanneld.conf), then systemctl daemon-reload && systemctl enable --now "
-        "flanneld.",
-        "/usr/local/bin/flanneld と /etc/systemd/system/flanneld.service (EnvironmentFile="
-        "/etc/flannel/flanneld.conf) を置き、systemctl daemon-reload && systemctl enable --now flanneld。",
+        "Install the flanneld binary as /usr/local/bin/flanneld and a flanneld.service unit "
+        "(EnvironmentFile={conf}, ExecStart=/usr/local/bin/flanneld $FLANNEL_OPTS), then systemctl "
+        "daemon-reload && systemctl enable --now flanneld.",
+        "flanneld のバイナリを /usr/local/bin/flanneld に、flanneld.service ユニット (EnvironmentFile={conf}, "
+        "ExecStart=/usr/local/bin/flanneld $FLANNEL_OPTS) を置き、systemctl daemon-reload && systemctl enable "
+        "--now flanneld。",
     ),
 )
 FLANNELD_CONF_MISSING = FindingSpec(
@@ -256,6 +292,8 @@ SPECS: dict[str, FindingSpec] = {
         CNI_CONF_MISSING,
         NETWORK_PLUGIN_REMOVED,
         FLANNELD_RESTARTING,
+        FLANNELD_EXITED,
+        FLANNELD_NOT_STARTED,
         FLANNELD_NOT_INSTALLED,
         FLANNELD_CONF_MISSING,
     )
@@ -314,7 +352,14 @@ def facts_script(conf: str, key: str) -> str:
             f"if command -v kubelet >/dev/null 2>&1; then timeout 5 kubelet --version 2>&1; else echo {ABSENT}; fi",
             f"{m} kubelet-conf",
             f"if [ -f /etc/kubelet/kubelet.conf ]; then cat /etc/kubelet/kubelet.conf; else echo {ABSENT}; fi",
-            f"{m} flanneld-unit; systemctl show -p NRestarts -p ActiveState -p SubState -p LoadState flanneld 2>&1",
+            f"{m} flanneld-unit; systemctl show -p NRestarts -p ActiveState -p SubState -p LoadState "
+            "-p UnitFileState -p Result -p ExecMainStatus flanneld 2>&1",
+            # the binary the unit runs (ExecStart's path=), else the one on PATH; absent: where it was looked for
+            f"{m} flanneld-binary",
+            "exe=$(systemctl show -p ExecStart flanneld 2>/dev/null | sed -n 's/^[^{]*{ path=\\([^;]*[^; ]\\) *;.*/\\1/p' | head -n 1)",
+            '[ -n "$exe" ] || exe=$(command -v flanneld 2>/dev/null)',
+            f'if [ -z "$exe" ]; then echo "{ABSENT} PATH=$PATH"; elif [ -x "$exe" ]; then echo "$exe"; '
+            f'else echo "{ABSENT} $exe"; fi',
             f"{m} journal; journalctl -u flanneld -n 15 --no-pager -o short 2>&1",
             "exit 0",
         ]
@@ -359,6 +404,10 @@ class Facts:
     kubelet_version: str | None = None
     kubelet_conf: str | None = None
     unit: dict[str, str] = field(default_factory=dict)
+    flanneld_binary: str | None = None
+    """The flanneld the unit runs (or the one on PATH), seen executable; None when unknown or absent."""
+    flanneld_absent: str | None = None
+    """Where flanneld was looked for and not found (the unit's ExecStart path, or ``PATH=...``)."""
     journal: list[str] = field(default_factory=list)
 
 
@@ -489,6 +538,11 @@ def parse_facts(stdout: str, key: str) -> Facts:
     facts.unit = dict(
         line.split("=", 1) for line in parts.get("flanneld-unit", "").splitlines() if "=" in line
     )
+    binary = parts.get("flanneld-binary", "").strip()
+    if binary.startswith(ABSENT):
+        facts.flanneld_absent = binary.removeprefix(ABSENT).strip()
+    elif binary:
+        facts.flanneld_binary = binary
     facts.journal = [
         line
         for line in parts.get("journal", "").splitlines()
@@ -734,23 +788,77 @@ def _kubelet_findings(facts: Facts, want: Expectations) -> list[Finding]:
     return [Finding(NETWORK_PLUGIN_REMOVED, evidence, {"flags": ", ".join(flags), "kubelet": kubelet})]
 
 
-def _unit_findings(facts: Facts) -> list[Finding]:
+def _not_installed(facts: Facts, want: Expectations) -> list[Finding]:
+    """No unit, or a flanneld that is not running and whose binary is not there."""
     unit = facts.unit
-    if unit.get("LoadState") == "not-found":
-        return [Finding(FLANNELD_NOT_INSTALLED, "systemctl show flanneld: LoadState=not-found")]
-    if "ActiveState" not in unit:
+    no_unit = unit.get("LoadState") == "not-found"
+    absent = facts.flanneld_absent
+    no_binary = absent is not None and unit.get("ActiveState") != "active"
+    if not (no_unit or no_binary):
         return []
-    restarts = unit.get("NRestarts", "0")
-    active = unit["ActiveState"]
-    if active == "active" and restarts in ("0", ""):
-        return []
-    shown = active + (f"/{unit['SubState']}" if unit.get("SubState") else "")
-    state = Text(f"{shown}, {restarts} restarts", f"{shown}、再起動 {restarts} 回")
-    tail = facts.journal[-JOURNAL_LINES_SHOWN:]
-    evidence = f"ActiveState={active} NRestarts={restarts}" + (
-        "; journal:\n" + "\n".join(tail) if tail else ""
+    seen: list[str] = []
+    if no_unit:
+        seen.append("systemctl show flanneld: LoadState=not-found")
+    if no_binary and absent is not None:
+        path = absent.startswith("/")
+        seen.append(f"{absent}: no such file" if path else f"no flanneld on {absent}")
+        where = absent if path else "PATH"
+        if no_unit:
+            missing = Text(
+                f"no flanneld binary (on {where}) and no flanneld.service unit",
+                f"flanneld のバイナリ ({where}) も flanneld.service ユニットもありません",
+            )
+        else:
+            missing = Text(
+                f"flanneld.service runs {where}, which does not exist",
+                f"flanneld.service が実行する {where} が存在しません",
+            )
+        restarts = unit.get("NRestarts", "")
+        if restarts not in ("", "0"):
+            seen.append(f"ActiveState={unit.get('ActiveState', '?')} NRestarts={restarts} (each start fails)")
+    else:
+        shown = f" (the binary is at {facts.flanneld_binary})" if facts.flanneld_binary else ""
+        shown_ja = f" (バイナリは {facts.flanneld_binary} にあります)" if facts.flanneld_binary else ""
+        missing = Text(f"no flanneld.service unit{shown}", f"flanneld.service ユニットがありません{shown_ja}")
+    values: dict[str, str | Text] = {"missing": missing, "conf": want.conf_path}
+    return [Finding(FLANNELD_NOT_INSTALLED, "; ".join(seen), values)]
+
+
+def _unit_findings(facts: Facts, want: Expectations) -> list[Finding]:
+    """What systemd says about flanneld: missing, never started or stopped, exited once, or restarting."""
+    installed = _not_installed(facts, want)
+    unit = facts.unit
+    if installed or "ActiveState" not in unit:
+        return installed
+    active, sub = unit["ActiveState"], unit.get("SubState", "")
+    restarts = unit.get("NRestarts", "")
+    count = int(restarts) if restarts.isdigit() else None
+    shown = active + (f"/{sub}" if sub else "")
+    properties = " ".join(
+        f"{name}={unit[name]}"
+        for name in ("ActiveState", "SubState", "NRestarts", "Result", "ExecMainStatus", "UnitFileState")
+        if unit.get(name)
     )
-    return [Finding(FLANNELD_RESTARTING, evidence, {"state": state})]
+    tail = facts.journal[-JOURNAL_LINES_SHOWN:]
+    with_journal = properties + ("; journal:\n" + "\n".join(tail) if tail else "")
+    if (count or 0) > 0 or sub == "auto-restart":
+        state = Text(f"{shown}, {restarts or '?'} restarts", f"{shown}、再起動 {restarts or '?'} 回")
+        return [Finding(FLANNELD_RESTARTING, with_journal, {"state": state})]
+    if count != 0:
+        return []  # no restart count: nothing says whether it crashed
+    if active == "failed":
+        result, status = unit.get("Result", "failed"), unit.get("ExecMainStatus", "")
+        state = Text(
+            f"{shown}, {result}" + (f", exit status {status}" if status else ""),
+            f"{shown}、{result}" + (f"、終了コード {status}" if status else ""),
+        )
+        return [Finding(FLANNELD_EXITED, with_journal, {"state": state})]
+    if active == "inactive":
+        enabled = unit.get("UnitFileState", "")
+        state = Text(shown + (f", {enabled}" if enabled else ""), shown + (f"、{enabled}" if enabled else ""))
+        boot = NOT_ENABLED if enabled == "disabled" else Text("", "")
+        return [Finding(FLANNELD_NOT_STARTED, with_journal, {"state": state, "boot": boot})]
+    return []
 
 
 def diagnose(facts: Facts, want: Expectations) -> list[Finding]:
@@ -765,7 +873,7 @@ def diagnose(facts: Facts, want: Expectations) -> list[Finding]:
     found += _iface_findings(facts, want)
     found += _cni_findings(facts)
     found += _kubelet_findings(facts, want)
-    found += _unit_findings(facts)
+    found += _unit_findings(facts, want)
     return found
 
 
