@@ -184,9 +184,9 @@ CNI_CONF_MISSING = FindingSpec(
 NETWORK_PLUGIN_REMOVED = FindingSpec(
     "network-plugin-removed",
     Text(
-        "/etc/kubelet/kubelet.conf passes {flags} to kubelet {kubelet}; those flags went away with dockershim in "
+        "/etc/kubernetes/kubelet.conf passes {flags} to kubelet {kubelet}; those flags went away with dockershim in "
         "Kubernetes 1.24, and the kubelet refuses to start with an unknown flag.",
-        "/etc/kubelet/kubelet.conf が kubelet {kubelet} に {flags} を渡しています。これらのフラグは Kubernetes "
+        "/etc/kubernetes/kubelet.conf が kubelet {kubelet} に {flags} を渡しています。これらのフラグは Kubernetes "
         "1.24 で dockershim とともに廃止され、未知のフラグがあると kubelet は起動しません。",
     ),
     Text(
@@ -218,10 +218,10 @@ FLANNELD_NOT_INSTALLED = FindingSpec(
         "このノードの systemd に flanneld のユニットがありません。",
     ),
     Text(
-        "Install /usr/local/bin/flanneld and /etc/systemd/system/flanneld.service "
+        "Install /usr/local/bin/flanneld and /usr/local/lib/systemd/system/flanneld.service "
         "(EnvironmentFile=/etc/flannel/flanneld.conf), then systemctl daemon-reload && systemctl enable --now "
         "flanneld.",
-        "/usr/local/bin/flanneld と /etc/systemd/system/flanneld.service (EnvironmentFile="
+        "/usr/local/bin/flanneld と /usr/local/lib/systemd/system/flanneld.service (EnvironmentFile="
         "/etc/flannel/flanneld.conf) を置き、systemctl daemon-reload && systemctl enable --now flanneld。",
     ),
 )
@@ -313,7 +313,7 @@ def facts_script(conf: str, key: str) -> str:
             f"{m} kubelet-version",
             f"if command -v kubelet >/dev/null 2>&1; then timeout 5 kubelet --version 2>&1; else echo {ABSENT}; fi",
             f"{m} kubelet-conf",
-            f"if [ -f /etc/kubelet/kubelet.conf ]; then cat /etc/kubelet/kubelet.conf; else echo {ABSENT}; fi",
+            f"if [ -f /etc/kubernetes/kubelet.conf ]; then cat /etc/kubernetes/kubelet.conf; else echo {ABSENT}; fi",
             f"{m} flanneld-unit; systemctl show -p NRestarts -p ActiveState -p SubState -p LoadState flanneld 2>&1",
             f"{m} journal; journalctl -u flanneld -n 15 --no-pager -o short 2>&1",
             "exit 0",
