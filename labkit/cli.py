@@ -365,6 +365,7 @@ def solve_cmd(
                 "verified": verification.passed if verification else None,
                 "checks": [r.to_json() for r in verification.results] if verification else [],
                 "snapshot": verification.snapshot if verification else None,
+                "kept": [k.to_json() for k in report.kept],
             }
         )
     else:

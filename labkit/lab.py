@@ -134,6 +134,7 @@ class LabStatus:
     snapshots: list[str]
     disk_bytes: int = 0
     rediscovered: bool = False
+    solved_stages: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         from dataclasses import asdict
@@ -494,6 +495,7 @@ class Lab:
             current_stage=state.current_stage,
             verified_stages=list(state.verified_stages),
             nodes=nodes,
+            solved_stages=list(state.solved_stages),
             snapshots=sorted(snapshots),
             disk_bytes=disk_usage(domains),
             rediscovered=self._rediscovered,
@@ -574,13 +576,14 @@ class Lab:
                     context=context,
                     reporter=reporter,
                     catalog=catalog,
+                    solved=state.done_stages(),
                 )
             finally:
                 for conn in connections.values():
                     conn.close()
             whole = only is None and nodes is None
             if not plan and not report.failed and whole:
-                state.current_stage = target.name
+                state.solved(target.name)
                 self._save()
         if verify and not plan and not report.failed and whole and target.checks:
             self.last_verification = self.verify(target.name)
@@ -746,8 +749,7 @@ class Lab:
             finally:
                 reporter.finish()
             reverted = max(reverted_at.values(), default=0.0)
-            if record.stage:
-                state.current_stage = record.stage
+            state.reset_to(record.stage, [s.name for s in self.scenario.stages])
             self._save()
         return ResetReport(
             name=name,

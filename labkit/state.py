@@ -41,7 +41,26 @@ class LabState:
     nodes: dict[str, NodeState] = field(default_factory=dict)
     current_stage: str | None = None
     verified_stages: list[str] = field(default_factory=list)
+    solved_stages: list[str] = field(default_factory=list)
+    """Stages whose whole solution labkit applied (their files' additions are kept when another is re-solved)."""
     version: int = STATE_VERSION
+
+    def done_stages(self) -> list[str]:
+        """Stages the lab holds: solved by labkit or verified by their checks (done by hand)."""
+        return list(dict.fromkeys([*self.solved_stages, *self.verified_stages]))
+
+    def solved(self, stage: str) -> None:
+        if stage not in self.solved_stages:
+            self.solved_stages.append(stage)
+        self.current_stage = stage
+
+    def reset_to(self, stage: str | None, order: list[str]) -> None:
+        """After a revert to a snapshot taken at ``stage`` (None: before any stage), the stages after it are
+        neither solved nor verified any more: the VMs lost what they did."""
+        keep = set(order[: order.index(stage) + 1]) if stage in order else set()
+        self.solved_stages = [s for s in self.solved_stages if s in keep]
+        self.verified_stages = [s for s in self.verified_stages if s in keep]
+        self.current_stage = stage
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)

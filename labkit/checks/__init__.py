@@ -27,6 +27,7 @@ from labkit.checks.kinds.etcd_key import EtcdKey, EtcdKeyArgs
 from labkit.checks.kinds.file import FileArgs, FileCheck
 from labkit.checks.kinds.flannel import FlannelArgs, FlannelCheck
 from labkit.checks.kinds.http_backends import HttpBackends, HttpBackendsArgs
+from labkit.checks.kinds.pod_ips import PodIps, PodIpsArgs
 from labkit.checks.kinds.pod_reachable import PodReachable, PodReachableArgs
 from labkit.checks.kinds.port import PortArgs, PortListening
 from labkit.checks.kinds.service import ServiceArgs, ServiceStable
@@ -44,6 +45,7 @@ KINDS: dict[str, type[CheckKind]] = {
         FileCheck,
         HttpBackends,
         PodReachable,
+        PodIps,
         FlannelCheck,
     )
 }
@@ -149,6 +151,8 @@ __all__ = [
     "HttpBackends",
     "HttpBackendsArgs",
     "Observation",
+    "PodIps",
+    "PodIpsArgs",
     "PodReachable",
     "PodReachableArgs",
     "PortArgs",

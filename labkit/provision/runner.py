@@ -7,6 +7,7 @@ on any node stops the stage; the report names the node, the step, the command an
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Any
 from labkit.artifacts import Catalog
 from labkit.errors import LabkitError, UsageError
 from labkit.progress import LogReporter, Reporter
+from labkit.provision.additions import Kept, with_additions
 from labkit.provision.kinds.base import Change, Conn, Result, StepContext, StepFailed, StepKind
 from labkit.provision.kinds.file import FileStep
 from labkit.provision.steps import for_node, node_variables, validate_stage
@@ -32,6 +34,8 @@ class StageReport:
     results: dict[str, dict[str, Result]] = field(default_factory=dict)
     changes: dict[str, dict[str, Change]] = field(default_factory=dict)
     failure: Result | None = None
+    kept: list[Kept] = field(default_factory=list)
+    """Additions of the lab's other solved stages kept in the files this stage writes."""
 
     @property
     def failed(self) -> bool:
@@ -88,13 +92,19 @@ def run_stage(
     reporter: Reporter | None = None,
     catalog: Catalog | None = None,
     scenario_dir: Path | None = None,
+    solved: Collection[str] = (),
 ) -> StageReport:
     """Apply (``plan=False``) or plan one stage on the given node connections; see the module doc.
-    ``only`` limits the steps by name, ``nodes`` the nodes (e.g. to redo one broken node)."""
+    ``only`` limits the steps by name, ``nodes`` the nodes (e.g. to redo one broken node). ``solved``: the
+    lab's solved stages, whose additions to the files this stage writes are kept (labkit.provision.additions)."""
     stage = scenario.stage(stage) if isinstance(stage, str) else stage
+    stage, kept = with_additions(scenario, stage, solved)
     reporter = reporter or LogReporter()
     validate_stage(scenario, stage, context)
     steps = _select_steps(stage, only)
+    kept = [k for k in kept if k.step in {s.name for s in steps}]
+    for entry in kept:
+        reporter.note(str(entry))
 
     if nodes is not None:
         unknown_nodes = sorted(nodes - {n.name for n in scenario.nodes})
@@ -130,7 +140,7 @@ def run_stage(
             _refuse_removed_kubelet_flags(scenario, stage, kind, contexts[name])
             built[(step.name, name)] = kind
 
-    report = StageReport(stage.name, plan, [s.name for s in steps])
+    report = StageReport(stage.name, plan, [s.name for s in steps], kept=kept)
     reporter.start(involved, len(targets))
     try:
         with ThreadPoolExecutor(max_workers=max(1, len(involved))) as pool:

@@ -124,7 +124,7 @@ def test_only_applies_the_steps_and_every_file_reads_back(
     for node in NODES:
         conf = lab.run(node, "sudo cat /etc/flannel/flanneld.conf").stdout
         assert f"-etcd-endpoints=http://{IPS['node1']}:2379 \\" in conf and "-iface=eth1 \\" in conf
-        kubelet = lab.run(node, "sudo cat /etc/kubelet/kubelet.conf").stdout
+        kubelet = lab.run(node, "sudo cat /etc/kubernetes/kubelet.conf").stdout
         assert "--network-plugin=cni \\" in kubelet and "--cni-bin-dir=/opt/cni/bin \\" in kubelet
         cni = json.loads(lab.run(node, "sudo cat /etc/cni/net.d/flannel.conf").stdout)
         assert cni["type"] == "flannel" and cni["cniVersion"] and cni["delegate"]["isDefaultGateway"] is True

@@ -50,6 +50,8 @@ def test_steps_in_the_seed_order() -> None:
         "flanneld-service",
         "flanneld-ready",
         "kubelet-restart",
+        "pods-recreated",
+        "client-pod",
     ]
 
 

@@ -240,8 +240,8 @@ def test_unit_reads_its_conf_and_runs_the_catalog_binary(
     for node, (unit, ctx) in _built(scenario, context, stage, unit_step).items():
         conf, _ = _built(scenario, context, stage, conf_step)[node]
         assert isinstance(unit, FileStep) and isinstance(conf, FileStep)
-        assert unit.args.path == f"/etc/systemd/system/{component}.service"
-        assert conf.args.path == f"/etc/{component}/{component}.conf"
+        assert unit.args.path == f"/usr/local/lib/systemd/system/{component}.service"
+        assert conf.args.path == f"/etc/kubernetes/{component}.conf"
         text = unit.content(ctx).decode()
         assert f"EnvironmentFile={conf.args.path}\n" in text
         assert f"ExecStart=/usr/local/bin/{component} $KUBE_OPTS\n" in text
@@ -258,9 +258,19 @@ def test_the_guides_show_the_same_unit_and_conf_paths(scenario: Scenario) -> Non
     for component, (stage, _, _) in UNITS.items():
         for lang in ("en", "ja"):
             text = render_guide(scenario, stage, lang)
-            assert f"/etc/systemd/system/{component}.service" in text
-            assert f"EnvironmentFile=/etc/{component}/{component}.conf" in text
+            assert f"/usr/local/lib/systemd/system/{component}.service" in text
+            assert f"EnvironmentFile=/etc/kubernetes/{component}.conf" in text
             assert f"ExecStart=/usr/local/bin/{component} $KUBE_OPTS" in text
+
+
+def test_no_component_file_is_left_outside_the_course_paths(scenario: Scenario) -> None:
+    """The course keeps every conf in /etc/kubernetes and every unit in /usr/local/lib/systemd/system."""
+    assert scenario.directory is not None
+    old = re.compile(r"/etc/(kubelet|kube-[a-z-]+)/|/etc/systemd/system/")
+    for path in sorted(scenario.directory.rglob("*")):
+        if path.is_file():
+            found = old.findall(path.read_text())
+            assert not found, f"{path.relative_to(scenario.directory)} still names {found}"
 
 
 def test_apiserver_conf(scenario: Scenario, context: dict[str, Any]) -> None:

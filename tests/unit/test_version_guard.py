@@ -77,7 +77,7 @@ def test_network_plugin_flag_for_kubernetes_1_24_is_refused_before_any_node(tmp_
             "name": "kubelet-conf",
             "kind": "file",
             "on": ["worker"],
-            "args": {"path": "/etc/kubelet/kubelet.conf", "content": 'KUBE_OPTS="--network-plugin=cni"\n'},
+            "args": {"path": "/etc/kubernetes/kubelet.conf", "content": 'KUBE_OPTS="--network-plugin=cni"\n'},
         }
     ]
     scenario = load_scenario(write_scenario(tmp_path, data))

@@ -187,9 +187,9 @@ CNI_CONF_MISSING = FindingSpec(
 NETWORK_PLUGIN_REMOVED = FindingSpec(
     "network-plugin-removed",
     Text(
-        "/etc/kubelet/kubelet.conf passes {flags} to kubelet {kubelet}; those flags went away with dockershim in "
+        "/etc/kubernetes/kubelet.conf passes {flags} to kubelet {kubelet}; those flags went away with dockershim in "
         "Kubernetes 1.24, and the kubelet refuses to start with an unknown flag.",
-        "/etc/kubelet/kubelet.conf が kubelet {kubelet} に {flags} を渡しています。これらのフラグは Kubernetes "
+        "/etc/kubernetes/kubelet.conf が kubelet {kubelet} に {flags} を渡しています。これらのフラグは Kubernetes "
         "1.24 で dockershim とともに廃止され、未知のフラグがあると kubelet は起動しません。",
     ),
     Text(
@@ -253,12 +253,13 @@ FLANNELD_NOT_INSTALLED = FindingSpec(
         "このノードに flanneld がインストールされていません: {missing}。flannel を動かすものがありません。",
     ),
     Text(
-        "Install the flanneld binary as /usr/local/bin/flanneld and a flanneld.service unit "
-        "(EnvironmentFile={conf}, ExecStart=/usr/local/bin/flanneld $FLANNEL_OPTS), then systemctl "
-        "daemon-reload && systemctl enable --now flanneld.",
-        "flanneld のバイナリを /usr/local/bin/flanneld に、flanneld.service ユニット (EnvironmentFile={conf}, "
-        "ExecStart=/usr/local/bin/flanneld $FLANNEL_OPTS) を置き、systemctl daemon-reload && systemctl enable "
-        "--now flanneld。",
+        "Install the flanneld binary as /usr/local/bin/flanneld and a unit "
+        "/usr/local/lib/systemd/system/flanneld.service (EnvironmentFile={conf}, "
+        "ExecStart=/usr/local/bin/flanneld $FLANNEL_OPTS), then systemctl daemon-reload && systemctl enable "
+        "--now flanneld.",
+        "flanneld のバイナリを /usr/local/bin/flanneld に、ユニット /usr/local/lib/systemd/system/flanneld.service "
+        "(EnvironmentFile={conf}, ExecStart=/usr/local/bin/flanneld $FLANNEL_OPTS) を置き、systemctl "
+        "daemon-reload && systemctl enable --now flanneld。",
     ),
 )
 FLANNELD_CONF_MISSING = FindingSpec(
@@ -351,7 +352,7 @@ def facts_script(conf: str, key: str) -> str:
             f"{m} kubelet-version",
             f"if command -v kubelet >/dev/null 2>&1; then timeout 5 kubelet --version 2>&1; else echo {ABSENT}; fi",
             f"{m} kubelet-conf",
-            f"if [ -f /etc/kubelet/kubelet.conf ]; then cat /etc/kubelet/kubelet.conf; else echo {ABSENT}; fi",
+            f"if [ -f /etc/kubernetes/kubelet.conf ]; then cat /etc/kubernetes/kubelet.conf; else echo {ABSENT}; fi",
             f"{m} flanneld-unit; systemctl show -p NRestarts -p ActiveState -p SubState -p LoadState "
             "-p UnitFileState -p Result -p ExecMainStatus flanneld 2>&1",
             # the binary the unit runs (ExecStart's path=), else the one on PATH; absent: where it was looked for
