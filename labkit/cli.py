@@ -383,10 +383,13 @@ _FINDING_LABELS = {
 }
 
 
+_CHECK_STATUS = {"pass": "pass", "fail": "FAIL", "unreachable": "UNREACHABLE"}
+
+
 def _print_checks(stage: str, results: list[Any], lang: str = "en") -> None:
     table = Table("check", "node", "result", "seen", title=f"stage {stage}")
     for r in results:
-        table.add_row(r.check, r.node, "pass" if r.ok else "FAIL", r.seen)
+        table.add_row(r.check, r.node, _CHECK_STATUS[r.status], r.seen)
     out.print(table)
     for r in results:
         hint, cause, fix, seen = _FINDING_LABELS.get(lang, _FINDING_LABELS["en"])
@@ -450,7 +453,8 @@ def check_cmd(
             else:
                 out.print(f"comprehension checklist: `labkit guide {name} --checklist`", markup=False)
     if not passed:
-        raise SystemExit(1)
+        # a node that did not answer is a lab problem (exit 4, as for other lab errors), not a failed check
+        raise SystemExit(4 if any(r.unreachable for r in results) else 1)
 
 
 @app.command("snapshot")
