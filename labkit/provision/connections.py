@@ -276,7 +276,13 @@ class NodeConnection(Connection):  # type: ignore[misc]  # fabric is untyped
             # the node ends the command too, shortly after labkit stops waiting for it
             remote = math.ceil(remaining) + REMOTE_GRACE
             wrapped = f"timeout -k 5 {remote} sh -c {shlex.quote(command)}"
-            return super(NodeConnection, self).run(wrapped, **kwargs)
+            ends = time.monotonic() + remaining
+            result = super(NodeConnection, self).run(wrapped, **kwargs)
+            # invoke reports its timeout only once its timer thread has ended: a run that returns first
+            # comes back with the closed channel's exit -1 instead, at the deadline
+            if result.exited == -1 and time.monotonic() >= ends - 0.1:
+                raise CommandTimedOut(result, timeout=math.ceil(remaining))
+            return result
 
         return self._bounded(call, what, seconds, deadline)
 

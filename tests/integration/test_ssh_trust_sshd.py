@@ -6,6 +6,7 @@ under it: what a paused or frozen VM looks like from outside) or replacing its h
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -35,6 +36,11 @@ pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root (sshd runs as root; steps use sudo)"),
     pytest.mark.skipif(not SSHD.is_file(), reason="/usr/sbin/sshd missing (apt-get install openssh-server)"),
 ]
+
+
+def signal_process(pid: int, signum: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it ended since the tree was listed
+        os.kill(pid, signum)
 
 
 class Node:
@@ -69,9 +75,10 @@ class Node:
     def stop(self) -> None:
         if self.proc is not None:
             self.thaw()
+            sessions = self.tree()  # listed first: once the listener is gone they belong to init
             stop(self.proc)
-            for pid in self.tree():  # session processes of connections still open
-                os.kill(pid, signal.SIGKILL)
+            for pid in sessions:  # session processes of connections still open
+                signal_process(pid, signal.SIGKILL)
             self.proc = None
 
     def tree(self) -> list[int]:
@@ -94,12 +101,12 @@ class Node:
     def freeze(self) -> None:
         assert self.proc is not None
         for pid in [self.proc.pid, *self.tree()]:
-            os.kill(pid, signal.SIGSTOP)
+            signal_process(pid, signal.SIGSTOP)
 
     def thaw(self) -> None:
         assert self.proc is not None
         for pid in [self.proc.pid, *self.tree()]:
-            os.kill(pid, signal.SIGCONT)
+            signal_process(pid, signal.SIGCONT)
 
     def connect(self, **kwargs: Any) -> Any:
         return connect("127.0.0.1", [self.d / "client"], user="root", port=self.port, **kwargs)
