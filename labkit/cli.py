@@ -378,18 +378,24 @@ def solve_cmd(
         raise SystemExit(4)
 
 
+_CHECK_STATUS = {"pass": "pass", "fail": "FAIL", "unreachable": "UNREACHABLE"}
+
+
 def _print_checks(stage: str, results: list[Any], lang: str = "en") -> None:
     """One table row per check and outcome (nodes that saw the same share it), then one block per failed
-    check: its nodes, findings and hint said once, what differs per node under it."""
-    from labkit.checks.grouping import failures, summary_rows
+    check: its nodes, findings and hint said once, what differs per node under it. A node that did not
+    answer is named once, without any check's hint: nothing was learned about its checks."""
+    from labkit.checks.grouping import failures, summary_rows, unreachable_nodes
     from labkit.checks.printing import failure_lines
 
     table = Table("check", "nodes", "result", "seen", title=f"stage {stage}")
     for row in summary_rows(results):
-        table.add_row(row.check, ", ".join(row.nodes), "pass" if row.ok else "FAIL", row.seen)
+        table.add_row(row.check, ", ".join(row.nodes), _CHECK_STATUS[row.status], row.seen)
     out.print(table)
     for line in failure_lines(failures(results), lang):
         out.print(line, markup=False)
+    for node, why in unreachable_nodes(results).items():
+        out.print(f"{node} did not answer: {why} (is the VM running? `labkit status`)", markup=False)
 
 
 @app.command("check")
@@ -442,7 +448,8 @@ def check_cmd(
             else:
                 out.print(f"comprehension checklist: `labkit guide {name} --checklist`", markup=False)
     if not passed:
-        raise SystemExit(1)
+        # a node that did not answer is a lab problem (exit 4, as for other lab errors), not a failed check
+        raise SystemExit(4 if any(r.unreachable for r in results) else 1)
 
 
 @app.command("snapshot")

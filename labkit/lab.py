@@ -16,6 +16,7 @@ import datetime as dt
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,7 +66,7 @@ from labkit.snapshots import (
 )
 from labkit.snapshots import now as snapshot_now
 from labkit.sshkeys import ensure_lab_key, forget_lab_key, write_ssh_config
-from labkit.state import LabState, NodeState, read_state, write_state
+from labkit.state import LabState, NodeState, read_state, verified_after_reset, write_state
 from labkit.vagrant_keys import insecure_private_key
 
 # Host RAM one VM really costs, beyond its configured memory being mostly untouched at first:
@@ -269,6 +270,16 @@ class Lab:
         assert self.state is not None
         write_state(self.paths.state, self.state)
 
+    @contextlib.contextmanager
+    def _locked(self, action: str) -> Iterator[None]:
+        """The lab's lock, with the state read again under it: another command may have changed state.json
+        since this Lab was loaded, and every read-modify-write of it happens inside."""
+        with lab_lock(self.paths.lock, self.name, action):
+            fresh = read_state(self.paths.state)
+            if fresh is not None:
+                self.state = fresh
+            yield
+
     def _check_memory(self, accel: AccelChoice, running: set[str]) -> None:
         from labkit.doctor import mem_available_mib
 
@@ -313,8 +324,10 @@ class Lab:
             kept = detect_accel(self.state.accel)
             choice = AccelChoice(kept.driver, f"{kept.driver}: kept from when the lab's VMs were created")
         reporter.note(f"accelerator {choice.reason}")
-        with lab_lock(self.paths.lock, self.name, "up"):
+        with self._locked("up"):
             domains = lab_domains(conn, self.name, [n.name for n in self.scenario.nodes])
+            # a VM created now boots for the first time with a new host key: its old record must go
+            self._host_keys().forget(n.name for n in self.scenario.nodes if n.name not in domains)
             running = {node for node, dom in domains.items() if domain_state(dom) == "running"}
             self._check_memory(choice, running)
             if self.state is None:
@@ -409,7 +422,9 @@ class Lab:
             script = configure_script(
                 self.scenario.node(name), self.scenario, node_state.lab_mac or "", public_key
             )
-            result = self._connection(name, keys=self._keys()).run(remote_command(script))
+            # the first connection to a new VM records its host key; later ones must present the same
+            conn = self._connection(name, keys=self._keys(), record_host_key=True)
+            result = conn.run(remote_command(script))
             if not result.ok:
                 raise LabError(
                     f"{name}: configuring the node failed (exit {result.exited}): "
@@ -438,7 +453,13 @@ class Lab:
             )
         return self.state
 
-    def _connection(self, node: str, keys: list[Path] | None = None) -> Any:
+    def _host_keys(self, record: bool = False) -> Any:
+        from labkit.provision.connections import NodeHostKeys
+
+        return NodeHostKeys(self.paths.known_hosts, record=record)
+
+    def _connection(self, node: str, keys: list[Path] | None = None, record_host_key: bool = False) -> Any:
+        """A connection to ``node`` that accepts only the host key recorded at ``labkit up``."""
         from labkit.host import enter_host_namespace
         from labkit.provision.connections import connect
 
@@ -448,7 +469,9 @@ class Lab:
             raise UsageError(f"lab {self.name} has no node {node!r}", f"nodes: {', '.join(state.nodes)}")
         ip = state.nodes[node].management_ip
         assert ip is not None
-        return connect(ip, keys or [self.paths.ssh_key])
+        return connect(
+            ip, keys or [self.paths.ssh_key], node=node, known_hosts=self._host_keys(record_host_key)
+        )
 
     def run(self, node: str, command: str) -> Any:
         """Run a shell command on a node as the vagrant user (``sudo`` inside for root); returns fabric's Result."""
@@ -462,6 +485,11 @@ class Lab:
             raise UsageError(f"lab {self.name} has no node {node!r}", f"nodes: {', '.join(state.nodes)}")
         if shutil.which("ssh") is None:
             raise HostError("ssh is not installed", "apt-get install openssh-client")
+        if node not in self._host_keys().load():  # ssh would only say "Host key verification failed"
+            raise UsageError(
+                f"{node}: no host key recorded in {self.paths.known_hosts}",
+                f"`labkit up {self.scenario.name} --name {self.name}` records it (a running lab is not changed)",
+            )
         return ["ssh", "-F", str(self.paths.ssh_config), node, *command]
 
     def status(self) -> LabStatus:
@@ -559,7 +587,7 @@ class Lab:
 
         target = self.scenario.stage(stage)
         catalog = load_catalog(os.environ.get("LABKIT_CATALOG") or None)
-        with lab_lock(self.paths.lock, self.name, "solve"):
+        with self._locked("solve"):
             state = self._require_state()
             context = guide_context(self.scenario, state)
             for note in context["notes"]:
@@ -585,8 +613,8 @@ class Lab:
             if not plan and not report.failed and whole:
                 state.solved(target.name)
                 self._save()
-        if verify and not plan and not report.failed and whole and target.checks:
-            self.last_verification = self.verify(target.name)
+            if verify and not plan and not report.failed and whole and target.checks:
+                self.last_verification = self.verify(target.name)  # still under the lock
         return report
 
     last_verification: Verification | None = None
@@ -595,7 +623,12 @@ class Lab:
         """Run a stage's checks (default: the first stage with checks not yet verified); read-only.
 
         All passing marks the stage verified in the lab's state (a later ``labkit snapshot <stage>-ok`` is then
-        recorded as verified)."""
+        recorded as verified); a failure un-verifies it; a node that does not answer changes neither. Runs
+        under the lab's lock: the state it reads and writes is not changed by another command meanwhile."""
+        with self._locked("check"):
+            return self._check(stage, lang)
+
+    def _check(self, stage: str | None, lang: str) -> tuple[str, list[CheckResult]]:
         from labkit.checks import run_checks
         from labkit.guides import guide_context
 
@@ -618,7 +651,9 @@ class Lab:
         finally:
             for conn in connections.values():
                 conn.close()
-        if all(r.ok for r in results):
+        if any(r.unreachable for r in results):
+            pass  # nothing learned about the nodes that did not answer: the stage keeps its state
+        elif all(r.ok for r in results):
             if target.name not in state.verified_stages:
                 state.verified_stages.append(target.name)
         elif target.name in state.verified_stages:
@@ -665,7 +700,7 @@ class Lab:
         disks without memory (much less disk), boot them again and wait for SSH; a reset to it then boots."""
         check_name(name)
         conn = _connect()
-        with lab_lock(self.paths.lock, self.name, "snapshot"):
+        with self._locked("snapshot"):
             state = self._require_state()
             stage = stage or state.current_stage
             # `labkit snapshot etcd-ok` right after `labkit check etcd` passed is a verified snapshot too
@@ -680,6 +715,11 @@ class Lab:
                 checks=checks or [],
                 versions=self.scenario.versions.model_dump(exclude_none=True),
                 disk_only=disk_only,
+                verified_stages=[
+                    s.name
+                    for s in self.scenario.stages
+                    if s.name in state.verified_stages or (verified and s.name == stage)
+                ],
             )
             take_set(self._domains(conn), record, force=force)
             if disk_only:
@@ -697,7 +737,7 @@ class Lab:
 
     def delete_snapshot(self, name: str) -> list[str]:
         conn = _connect()
-        with lab_lock(self.paths.lock, self.name, "snapshot delete"):
+        with self._locked("snapshot delete"):
             return delete_set(self._domains(conn), name)
 
     def disk_usage(self) -> int:
@@ -712,7 +752,7 @@ class Lab:
         check_name(name)
         started = time.monotonic()
         conn = _connect()
-        with lab_lock(self.paths.lock, self.name, "reset"):
+        with self._locked("reset"):
             state = self._require_state()
             domains = self._domains(conn)
             lacking = [
@@ -749,7 +789,16 @@ class Lab:
             finally:
                 reporter.finish()
             reverted = max(reverted_at.values(), default=0.0)
+            # the stages after the snapshot's are no longer solved (their additions are gone with the revert)
             state.reset_to(record.stage, [s.name for s in self.scenario.stages])
+            # what was verified when the set was taken, not what was verified before this reset
+            state.verified_stages = verified_after_reset(
+                [s.name for s in self.scenario.stages],
+                bool(record.taken),
+                record.stage,
+                record.verified,
+                record.verified_stages,
+            )
             self._save()
         return ResetReport(
             name=name,
@@ -788,10 +837,21 @@ class Lab:
         names = [s.name for s in self.scenario.stages]
         target = self.scenario.stage(stage)
         index = names.index(target.name)
-        available = {s.record.name for s in self.snapshots()}
+        nodes = [n.name for n in self.scenario.nodes]
+        sets = {s.record.name: s for s in self.snapshots()}
         for previous in reversed(self.scenario.stages[:index]):
-            if previous.snapshot_name in available:
+            found = sets.get(previous.snapshot_name)
+            if found is None:
+                continue
+            if found.record.verified and found.record.stage == previous.name and found.complete(nodes):
                 return self.reset(previous.snapshot_name, reporter)
+            # the nearest one is not verified: never reset silently to it, nor further back than it
+            raise UsageError(
+                f"snapshot {found.record.name} is not verified (not taken after the {previous.name} checks "
+                "passed, or missing on some VM): retry does not go back to it",
+                f"`labkit check {previous.name}` then `labkit snapshot {found.record.name} --force`; or "
+                f"`labkit reset {found.record.name}` to go there anyway",
+            )
         raise UsageError(
             f"no verified snapshot of a stage before {stage} (looked for "
             f"{', '.join(s.snapshot_name for s in reversed(self.scenario.stages[:index])) or 'none'})",
@@ -802,7 +862,7 @@ class Lab:
         """Remove snapshots, domains, volumes and networks of the lab, then its directory. Idempotent."""
         conn = _connect()
         nodes = [n.name for n in self.scenario.nodes]
-        with lab_lock(self.paths.lock, self.name, "destroy"):
+        with self._locked("destroy"):
             removed = destroy_lab(conn, self.name, nodes)
         shutil.rmtree(self.paths.root, ignore_errors=True)
         forget_lab_key(self.paths)

@@ -1,18 +1,30 @@
-"""One labkit command at a time per lab: an flock on the lab's .lock, released when the process ends."""
+"""One labkit command at a time per lab: an flock on the lab's .lock, released when the process ends.
+
+Every read-modify-write of a lab's state.json happens under it (see ``Lab._locked``)."""
 
 from __future__ import annotations
 
 import contextlib
 import fcntl
 import os
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
 from labkit.errors import UsageError
 
+_held = threading.local()
+
 
 @contextlib.contextmanager
 def lab_lock(path: Path, lab: str, action: str) -> Iterator[None]:
+    """Hold the lab's lock, or raise UsageError naming its holder. Re-entrant within one thread: ``solve``
+    holds it while its ``check`` and ``snapshot`` take it again, so nothing runs between them."""
+    key = os.path.abspath(path)
+    held: set[str] = _held.__dict__.setdefault("paths", set())
+    if key in held:
+        yield
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     with path.open("a+") as handle:
         try:
@@ -28,9 +40,11 @@ def lab_lock(path: Path, lab: str, action: str) -> Iterator[None]:
         handle.truncate()
         handle.write(f"labkit {action} (pid {os.getpid()})\n")
         handle.flush()
+        held.add(key)
         try:
             yield
         finally:
+            held.discard(key)
             handle.seek(0)
             handle.truncate()
             fcntl.flock(handle, fcntl.LOCK_UN)

@@ -213,12 +213,36 @@ class Action(Model):
     args: dict[str, Any] = Field(default_factory=dict)
 
 
+STEP_TIMEOUT = 600.0
+CHECK_TIMEOUT = 120.0
+MAX_TIMEOUT = 6 * 3600.0
+
+
+def _timeout(value: object) -> float:
+    """A step's or check's ``timeout``: seconds, a number in (0, 6 h]; ``true`` or ``"10m"`` are refused."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_TIMEOUT:
+        raise _fail(
+            f"timeout {value!r} is not a number of seconds above 0 and at most {MAX_TIMEOUT:.0f}",
+            "write the seconds the action may take on one node, e.g. timeout: 900",
+        )
+    return float(value)
+
+
 class Step(Action):
-    pass
+    timeout: float = Field(
+        default=STEP_TIMEOUT, description="seconds the step may take on one node before it is ended"
+    )
+
+    _timeout = field_validator("timeout", mode="before")(_timeout)
 
 
 class Check(Action):
     hint: Guide | str | None = None
+    timeout: float = Field(
+        default=CHECK_TIMEOUT, description="seconds the check may take on one node before it is ended"
+    )
+
+    _timeout = field_validator("timeout", mode="before")(_timeout)
 
 
 class Stage(Model):

@@ -40,6 +40,9 @@ class SnapshotRecord:
     artifacts: dict[str, str] = field(default_factory=dict)
     disk_only: bool = False
     """Taken with the VMs shut down: disks only, no memory; a reset to it boots the VMs."""
+    verified_stages: list[str] | None = None
+    """The lab's verified stages when the set was taken: they are verified again after a reset to it
+    (None: a set taken before labkit recorded them)."""
 
     def to_description(self) -> str:
         return RECORD_PREFIX + json.dumps(asdict(self), sort_keys=True)

@@ -75,7 +75,9 @@ def _public_from_private(key: Path) -> str:
 
 
 def ssh_config_text(lab: LabPaths, hosts: dict[str, str]) -> str:
-    """One Host block per node (name -> management IP). Host keys change with every new VM: not recorded."""
+    """One Host block per node (name -> management IP). The node's host key is the one ``labkit up`` recorded
+    in the lab's known_hosts, under the node's name (``HostKeyAlias``: management IPs can change); any other
+    key is refused."""
     blocks = []
     for name, ip in hosts.items():
         blocks.append(
@@ -86,8 +88,10 @@ def ssh_config_text(lab: LabPaths, hosts: dict[str, str]) -> str:
                     f"  User {SSH_USER}",
                     f"  IdentityFile {lab.ssh_key}",
                     "  IdentitiesOnly yes",
-                    "  StrictHostKeyChecking no",
-                    "  UserKnownHostsFile /dev/null",
+                    f"  HostKeyAlias {name}",
+                    f"  UserKnownHostsFile {lab.known_hosts}",
+                    "  StrictHostKeyChecking yes",
+                    "  UpdateHostKeys no",
                     "  LogLevel ERROR",
                     "  ConnectTimeout 10",
                 ]

@@ -6,7 +6,9 @@ libvirt under deterministic names, so a lost state.json is rebuilt from there (s
 
 from __future__ import annotations
 
+import datetime as dt
 import json
+import logging
 import os
 import tempfile
 from dataclasses import asdict, dataclass, field
@@ -14,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 STATE_VERSION = 1
+log = logging.getLogger("labkit.state")
 
 
 @dataclass
@@ -89,9 +92,63 @@ def write_state(path: Path, state: LabState) -> None:
 
 
 def read_state(path: Path) -> LabState | None:
+    """The lab's state, or None when there is none. A file that cannot be read as a state is never dropped:
+    it is kept aside as ``state.json.corrupt-<time>`` with a warning, and None is returned (the state is then
+    rebuilt from libvirt, as for a lost file)."""
     try:
-        return LabState.from_json(json.loads(path.read_text()))
+        text = path.read_text()
     except FileNotFoundError:
         return None
-    except (ValueError, TypeError, KeyError):
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict):
+            raise TypeError(f"a JSON {type(data).__name__}, not an object")
+        return LabState.from_json(data)
+    except (ValueError, TypeError, KeyError, AttributeError) as exc:
+        kept = keep_corrupt(path)
+        if kept is not None:
+            log.warning(
+                "warning: %s is unreadable (%s: %s); kept as %s, and the lab's state is rebuilt from libvirt",
+                path,
+                type(exc).__name__,
+                exc,
+                kept,
+            )
         return None
+
+
+def keep_corrupt(path: Path, now: dt.datetime | None = None) -> Path | None:
+    """Rename an unreadable state file to ``<name>.corrupt-<UTC time>`` (never over an earlier one); the
+    new name, or None when another process moved it first."""
+    stamp = (now or dt.datetime.now(dt.UTC)).strftime("%Y%m%dT%H%M%SZ")
+    for n in range(100):
+        target = path.with_name(f"{path.name}.corrupt-{stamp}" + (f".{n}" if n else ""))
+        if target.exists():
+            continue
+        try:
+            os.link(path, target)  # fails instead of replacing a file that appeared meanwhile
+        except FileExistsError:
+            continue
+        except FileNotFoundError:
+            return None
+        path.unlink(missing_ok=True)
+        return target
+    raise OSError(f"cannot keep {path} aside: 100 corrupt copies already")
+
+
+def verified_after_reset(
+    stages: list[str],
+    taken: bool,
+    stage: str | None,
+    verified: bool,
+    recorded: list[str] | None,
+) -> list[str]:
+    """The verified stages after a reset to a snapshot set: those recorded with the set (``recorded``), in
+    scenario order. A set recorded before labkit wrote that list: its own stage if the set is verified
+    (earlier stages are not known to have passed then: ``labkit check`` verifies them again). A set taken by
+    hand (no record, ``taken`` False): none, since nothing says what the VMs hold."""
+    if recorded is not None:
+        return [s for s in stages if s in recorded]
+    if not taken or not verified or stage not in stages:
+        return []
+    return [stage]

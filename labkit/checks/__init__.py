@@ -8,6 +8,7 @@ plus one line in :data:`KINDS`.
 
 from __future__ import annotations
 
+import contextlib
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -32,6 +33,14 @@ from labkit.checks.kinds.pod_reachable import PodReachable, PodReachableArgs
 from labkit.checks.kinds.port import PortArgs, PortListening
 from labkit.checks.kinds.service import ServiceArgs, ServiceStable
 from labkit.errors import UsageError
+from labkit.provision.connections import (
+    HostKeyChanged,
+    NodeTimeout,
+    NodeUnreachable,
+    NoHostKey,
+    interruptible,
+    is_unreachable,
+)
 from labkit.provision.steps import render_args
 from labkit.scenario import Check, Guide, Scenario, Stage
 
@@ -94,6 +103,14 @@ def _node_variables(context: dict[str, Any], node: Any) -> dict[str, Any]:
     return {**base, **known} if isinstance(known, dict) else base
 
 
+def _result(check: Check, node: Any, seen: Observation, variables: dict[str, Any], lang: str) -> CheckResult:
+    hint = None if seen.ok else hint_text(check.hint, lang)
+    if hint is not None:
+        hint = render_args(hint, variables, f"hint of check {check.name}")
+    findings = tuple(f.report(lang) for f in seen.findings)
+    return CheckResult(check.name, node.name, seen.ok, seen.seen, hint, findings)
+
+
 def run_checks(
     scenario: Scenario,
     stage: Stage,
@@ -105,27 +122,46 @@ def run_checks(
     for check in stage.checks:
         build(stage, check)  # every kind and argument valid before any probe
     jobs = [(check, node) for check in stage.checks for node in scenario.select(check.on)]
+    silent: dict[str, str] = {}  # node -> why it is unreachable: its later checks are not tried
 
     def probe(job: tuple[Check, Any]) -> CheckResult:
         check, node = job
+        if node.name in silent:
+            return CheckResult(
+                check.name, node.name, False, f"not run: {silent[node.name]}", unreachable=True
+            )
         variables = {**context, "node": _node_variables(context, node)}
         kind = build(stage, check, render_args(check.args, variables, f"check {check.name}"))
+        conn = connections[node.name]
+        budget = getattr(conn, "budget", None)  # NodeConnection: the check ends after its timeout
         try:
-            seen = kind.examine(connections[node.name])
-        except Exception as exc:  # an unreachable node is a failed check, with what was seen
-            seen = Observation(False, f"{type(exc).__name__}: {exc}")
-        hint = None if seen.ok else hint_text(check.hint, lang)
-        if hint is not None:
-            hint = render_args(hint, variables, f"hint of check {check.name}")
-        findings = tuple(f.report(lang) for f in seen.findings)
-        return CheckResult(check.name, node.name, seen.ok, seen.seen, hint, findings)
+            with budget(f"check {check.name}", check.timeout) if budget else contextlib.nullcontext():
+                seen = kind.examine(conn)
+        except NodeTimeout as exc:
+            if not exc.answered:
+                silent[node.name] = f"{node.name} did not answer"
+                return CheckResult(check.name, node.name, False, exc.short, unreachable=True)
+            seen = Observation(False, exc.outcome)  # the node answers but the probe hangs: a real failure
+        except (HostKeyChanged, NoHostKey):
+            raise  # a refusal to talk to the node at all: one error for the command, not a check result
+        except Exception as exc:
+            if not is_unreachable(exc):  # as before: what went wrong is what the check saw
+                seen = Observation(False, f"{type(exc).__name__}: {exc}")
+                return _result(check, node, seen, variables, lang)
+            silent[node.name] = f"{node.name} did not answer"
+            detail = (
+                exc.short if isinstance(exc, NodeUnreachable) else f"unreachable: {type(exc).__name__}: {exc}"
+            )
+            return CheckResult(check.name, node.name, False, detail, unreachable=True)
+        return _result(check, node, seen, variables, lang)
 
     def probe_node(node_name: str) -> list[CheckResult]:
         # one fabric connection is not safe to share between threads: a node's checks run one after another
         return [probe(job) for job in jobs if job[1].name == node_name]
 
     nodes = list(dict.fromkeys(node.name for _, node in jobs))
-    with ThreadPoolExecutor(max_workers=max(1, len(nodes))) as pool:
+    pool = ThreadPoolExecutor(max_workers=max(1, len(nodes)))
+    with interruptible(pool, [connections[n] for n in nodes]):
         by_node = dict(zip(nodes, pool.map(probe_node, nodes), strict=True))
     order = {(check.name, node.name): i for i, (check, node) in enumerate(jobs)}
     return sorted(

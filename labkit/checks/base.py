@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import shlex
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
 
@@ -42,20 +42,32 @@ class FindingReport:
     evidence: str = ""
 
 
+CheckStatus = Literal["pass", "fail", "unreachable"]
+
+
 @dataclass(frozen=True)
 class CheckResult:
+    """One check on one node. ``unreachable``: the node did not answer (refused, timed out, paused VM), so
+    nothing was learned about the check: never carries the stage's hint, and is not a failed check."""
+
     check: str
     node: str
     ok: bool
     seen: str
     hint: str | None = None
     findings: tuple[FindingReport, ...] = ()
+    unreachable: bool = False
+
+    @property
+    def status(self) -> CheckStatus:
+        return "pass" if self.ok else "unreachable" if self.unreachable else "fail"
 
     def to_json(self) -> dict[str, Any]:
         return {
             "check": self.check,
             "node": self.node,
             "ok": self.ok,
+            "status": self.status,
             "seen": self.seen,
             "hint": self.hint,
             "findings": [vars(f).copy() for f in self.findings],

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from labkit.checks.base import CheckResult, FindingReport
+from labkit.checks.base import CheckResult, CheckStatus, FindingReport
 from labkit.checks.varying import Varying, vary
 
 
@@ -98,7 +98,7 @@ def failures(results: Iterable[CheckResult]) -> list[FailureGroup]:
     """One group per check that failed on at least one node, in the results' order."""
     groups: list[FailureGroup] = []
     for check, rows in _by_check(results).items():
-        failed = [r for r in rows if not r.ok]
+        failed = [r for r in rows if r.status == "fail"]
         if not failed:
             continue
         hints = {r.node: r.hint for r in failed if r.hint}
@@ -118,19 +118,32 @@ def failures(results: Iterable[CheckResult]) -> list[FailureGroup]:
 class Row:
     check: str
     nodes: tuple[str, ...]
-    ok: bool
+    status: CheckStatus
     seen: str
+
+    @property
+    def ok(self) -> bool:
+        return self.status == "pass"
 
 
 def summary_rows(results: Iterable[CheckResult]) -> list[Row]:
     """The results table with the nodes that share a check, an outcome and an output in one row."""
     rows: list[Row] = []
     for check, per_node in _by_check(results).items():
-        shared: dict[tuple[bool, str], list[str]] = {}
+        shared: dict[tuple[CheckStatus, str], list[str]] = {}
         for r in per_node:
-            shared.setdefault((r.ok, r.seen), []).append(r.node)
-        rows += [Row(check, tuple(nodes), ok, seen) for (ok, seen), nodes in shared.items()]
+            shared.setdefault((r.status, r.seen), []).append(r.node)
+        rows += [Row(check, tuple(nodes), status, seen) for (status, seen), nodes in shared.items()]
     return rows
 
 
-__all__ = ["FailureGroup", "FindingGroup", "Row", "failures", "summary_rows"]
+def unreachable_nodes(results: Iterable[CheckResult]) -> dict[str, str]:
+    """Each node that did not answer, with what was seen the first time."""
+    found: dict[str, str] = {}
+    for r in results:
+        if r.status == "unreachable":
+            found.setdefault(r.node, r.seen)
+    return found
+
+
+__all__ = ["FailureGroup", "FindingGroup", "Row", "failures", "summary_rows", "unreachable_nodes"]

@@ -7,6 +7,7 @@ on any node stops the stage; the report names the node, the step, the command an
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Collection
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -17,6 +18,7 @@ from labkit.artifacts import Catalog
 from labkit.errors import LabkitError, UsageError
 from labkit.progress import LogReporter, Reporter
 from labkit.provision.additions import Kept, with_additions
+from labkit.provision.connections import NodeUnreachable, interruptible
 from labkit.provision.kinds.base import Change, Conn, Result, StepContext, StepFailed, StepKind
 from labkit.provision.kinds.file import FileStep
 from labkit.provision.steps import for_node, node_variables, validate_stage
@@ -69,11 +71,17 @@ def _select_steps(stage: Stage, only: set[str] | None) -> list[Step]:
     return [s for s in stage.steps if s.name in only]
 
 
-def _run_one(kind: StepKind, conn: Conn, ctx: StepContext, plan: bool) -> Change | Result:
+def _run_one(kind: StepKind, conn: Conn, ctx: StepContext, plan: bool, timeout: float) -> Change | Result:
+    # a connection with a budget (NodeConnection) ends the step after ``timeout`` s; fakes have none
+    budget = getattr(conn, "budget", None)
+    bounded = budget(f"step {kind.name}", timeout) if budget else contextlib.nullcontext()
     try:
-        return kind.plan(conn, ctx) if plan else kind.apply(conn, ctx)
+        with bounded:
+            return kind.plan(conn, ctx) if plan else kind.apply(conn, ctx)
     except StepFailed as exc:
         return Result(ctx.node, kind.name, "failed", str(exc), exc.command, exc.output)
+    except NodeUnreachable as exc:  # timed out or not answering: the message names node, step and fix
+        return Result(ctx.node, kind.name, "failed", exc.short)
     except LabkitError as exc:
         return Result(ctx.node, kind.name, "failed", str(exc))
     except Exception as exc:  # SSH and socket errors: the node's result, not a crash of the whole stage
@@ -143,11 +151,17 @@ def run_stage(
     report = StageReport(stage.name, plan, [s.name for s in steps], kept=kept)
     reporter.start(involved, len(targets))
     try:
-        with ThreadPoolExecutor(max_workers=max(1, len(involved))) as pool:
+        pool = ThreadPoolExecutor(max_workers=max(1, len(involved)))
+        with interruptible(pool, [connections[n] for n in involved]):
             for index, (step, step_nodes) in enumerate(targets, start=1):
                 futures = {
                     name: pool.submit(
-                        _run_one, built[(step.name, name)], connections[name], contexts[name], plan
+                        _run_one,
+                        built[(step.name, name)],
+                        connections[name],
+                        contexts[name],
+                        plan,
+                        step.timeout,
                     )
                     for name in step_nodes
                 }

@@ -108,7 +108,12 @@ def test_set_rolled_back_when_a_vm_stops_midway(three_node_lab: Lab) -> None:
 def test_retry_goes_back_to_the_previous_verified_stage(three_node_lab: Lab) -> None:
     with pytest.raises(UsageError, match="no verified snapshot of a stage before etcd"):
         three_node_lab.retry("etcd")
+    # a cri-ok taken by hand, without the cri checks passing, is not a verified stage: retry refuses it
     labkit_cli("snapshot", "cri-ok", "--name", three_node_lab.name)
+    refused = labkit_cli("retry", "etcd", "--name", three_node_lab.name, check=False)
+    assert refused.returncode == 2 and "snapshot cri-ok is not verified" in refused.stderr, refused.stderr
+    # the set as `labkit solve cri` takes it once the cri checks pass (this test is about retry's choice)
+    three_node_lab.snapshot("cri-ok", force=True, stage="cri", verified=True)
     three_node_lab.run("node1", "echo broken > /tmp/retry-marker")
     result = labkit_cli("retry", "etcd", "--name", three_node_lab.name)
     assert "back at cri-ok" in result.stdout
