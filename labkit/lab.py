@@ -56,9 +56,10 @@ from labkit.snapshots import (
     SnapshotRecord,
     SnapshotSet,
     check_name,
+    cleanup_sets,
     delete_set,
     disk_usage,
-    list_record,
+    find_set,
     list_sets,
     revert_set,
     take_set,
@@ -468,12 +469,10 @@ class Lab:
         conn = _connect()
         state = self.state or self._new_state(conn, detect_accel())
         domains = lab_domains(conn, self.name, list(state.nodes))
-        snapshots: set[str] = set()
+        snapshots = {s.record.name for s in list_sets(domains, sizes=False)}
         nodes = []
         for node in self.scenario.nodes:
             dom = domains.get(node.name)
-            if dom is not None:
-                snapshots.update(s.getName() for s in dom.listAllSnapshots(0))
             node_state = state.nodes.get(node.name)
             nodes.append(
                 NodeStatus(
@@ -712,17 +711,15 @@ class Lab:
         with lab_lock(self.paths.lock, self.name, "reset"):
             state = self._require_state()
             domains = self._domains(conn)
-            lacking = [
-                node
-                for node, dom in domains.items()
-                if name not in {s.getName() for s in dom.listAllSnapshots(0)}
-            ]
-            if lacking:
+            cleanup_sets(domains)  # leftovers of an interrupted snapshot or delete
+            found = find_set(domains, name)
+            lacking = [node for node in domains if found is None or node not in found.snapshots]
+            if found is None or lacking:
                 raise UsageError(
                     f"snapshot {name} is missing on {', '.join(lacking)}: nothing was reverted",
                     "see `labkit snapshots`",
                 )
-            record = list_record(domains, name)
+            record = found.record
             reporter.start(list(domains), 3)
             reverted_at: dict[str, float] = {}
             offsets: dict[str, float] = {}
@@ -742,6 +739,7 @@ class Lab:
                     name,
                     libvirt_connect,
                     on_node=after_revert,
+                    snapshots=found.snapshots,
                 )
             finally:
                 reporter.finish()
