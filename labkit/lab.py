@@ -163,6 +163,23 @@ def check_lab_name(name: str) -> str:
     return name
 
 
+def _sync_nodes(connections: dict[str, Any], reporter: Reporter) -> None:
+    """``sync`` on every node, in parallel: a host crash right after a solve must not lose what it wrote."""
+    import paramiko
+
+    def sync(node: str) -> str | None:
+        try:
+            result = connections[node].run("sync")
+        except (OSError, paramiko.SSHException) as exc:
+            return f"{node}: {exc}"
+        return None if result.ok else f"{node}: exit {result.exited}"
+
+    with ThreadPoolExecutor(max_workers=len(connections)) as pool:
+        failed = [f for f in pool.map(sync, list(connections)) if f]
+    if failed:
+        reporter.note(f"could not sync the disks of {'; '.join(failed)}: a host crash now may lose the stage")
+
+
 class Lab:
     """One lab. ``create`` for a new or existing lab of a scenario, ``load`` for an existing lab by name."""
 
@@ -574,6 +591,8 @@ class Lab:
                     reporter=reporter,
                     catalog=catalog,
                 )
+                if not plan:
+                    _sync_nodes(connections, reporter or LogReporter())
             finally:
                 for conn in connections.values():
                     conn.close()
