@@ -355,7 +355,14 @@ class Lab:
                 else:
                     report.already_running = sorted(running)
                     report.booted = [n for n in names if n not in running]
-                    VagrantLibvirt(self.paths).up(lambda node, i, text: reporter.step(node, text, i + 1))
+                    try:
+                        VagrantLibvirt(self.paths).up(lambda node, i, text: reporter.step(node, text, i + 1))
+                    except KeyboardInterrupt:  # vagrant's process group has been stopped and waited for
+                        reporter.note(
+                            f"interrupted during vagrant up: vagrant stopped, nothing of it runs; "
+                            f"`labkit up {self.scenario.name} --name {self.name}` resumes"
+                        )
+                        raise
                 self._discover_addresses(conn)
                 report.changed = self._configure_nodes(public_key, reporter, total)
             finally:
