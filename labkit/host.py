@@ -597,7 +597,11 @@ def host_up(netns: str = DEFAULT_NETNS) -> HostState:
                         hint="run `sudo labkit host down` first",
                     )
                 return replace(state, already_up=True)
-            if state.netns == netns and state.netns_path.exists():
+            if state.netns_path.exists():  # its VMs may run there, whatever namespace was asked for now
+                if state.netns != netns:
+                    log.warning(
+                        "host mode's namespace is %s (recorded), not %s: using it", state.netns, netns
+                    )
                 return _restart(state)
             log.warning("host mode recorded in %s is stale: cleaning it up", state_file())
             _teardown(state, force=True)
