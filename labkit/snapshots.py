@@ -371,7 +371,7 @@ def _take_set(
 def _roll_back(domains: dict[str, Any], taken: list[str], libvirt_name: str) -> list[str]:
     """Delete a pending take's snapshots; what fails stays pending (hidden, deleted by the next command)."""
     libvirt = _libvirt()
-    errors = []
+    errors: list[str] = []
     anchor = taken[0] if taken else None  # the anchor is taken first
     for done in _anchor_last(taken, anchor):
         if done == anchor and errors:
