@@ -169,6 +169,14 @@ def test_failed_forced_replacement_keeps_the_old_set(three_node_lab: Lab) -> Non
     assert _markers(lab) == {node: f"keep-{node}" for node in NODES}
 
 
+def _keep_counts(lab: Lab) -> dict[str, int]:
+    """libvirt snapshots per node that belong to set keep (libvirt names them keep or keep@GEN)."""
+    return {
+        node: len([n for n in names if n.split("@")[0] == "keep"])
+        for node, names in _snapshot_names(lab).items()
+    }
+
+
 KILL_DURING_TAKE = """
 import os, signal, sys
 from labkit.host import libvirt_connect
@@ -210,19 +218,18 @@ def test_interrupted_replacement_keeps_the_old_set(three_node_lab: Lab, how: str
         [sys.executable, "-c", KILL_DURING_TAKE, lab.name, how, *NODES], capture_output=True, text=True
     )
     assert taken.returncode == (-9 if how == "kill" else 130), taken.stderr
-    raw = _snapshot_names(lab)
-    leftovers = {node: sorted(n for n in names if n.startswith("keep@")) for node, names in raw.items()}
-    print(f"{how}: libvirt snapshots left by the interrupted take: {leftovers}")
+    counts = _keep_counts(lab)
+    print(f"{how}: libvirt snapshots of set keep per node after the interrupted take: {counts}")
     if how == "kill":
-        assert leftovers["node1"] and leftovers["node2"] and not leftovers["node3"]
+        assert counts == {"node1": 2, "node2": 2, "node3": 1}, "the old set, plus the killed take's leftovers"
     else:
-        assert not any(leftovers.values()), "Ctrl-C rolls the new snapshots back at once"
+        assert counts == dict.fromkeys(NODES, 1), "Ctrl-C rolls the new snapshots back at once"
     listing = json.loads(labkit_cli("snapshots", "--name", lab.name, "--json").stdout)["snapshots"]
     keep = [s for s in listing if s["name"] == "keep"]
     assert len(keep) == 1 and keep[0]["complete"] and keep[0]["taken"] == before["keep"]["taken"]
     labkit_cli("reset", "keep", "--name", lab.name)  # the next command: cleans up, then reverts
     assert _markers(lab) == {node: f"keep-{node}" for node in NODES}
-    assert not any(n.startswith("keep@") for names in _snapshot_names(lab).values() for n in names)
+    assert _keep_counts(lab) == dict.fromkeys(NODES, 1), "the next command cleaned the leftovers up"
     # and a replacement that goes through replaces it: one set, the new content
     for node in NODES:
         assert lab.run(node, f"echo new-{node} > /tmp/replace-marker").ok
@@ -233,11 +240,9 @@ def test_interrupted_replacement_keeps_the_old_set(three_node_lab: Lab, how: str
         assert lab.run(node, "echo changed > /tmp/replace-marker").ok
     labkit_cli("reset", "keep", "--name", lab.name)
     assert _markers(lab) == {node: f"new-{node}" for node in NODES}
-    assert all(
-        len([n for n in names if n.split("@")[0] == "keep"]) == 1 for names in _snapshot_names(lab).values()
-    )
+    assert _keep_counts(lab) == dict.fromkeys(NODES, 1)
     labkit_cli("snapshot", "delete", "keep", "--name", lab.name)
-    assert not any(n.split("@")[0] == "keep" for names in _snapshot_names(lab).values() for n in names)
+    assert _keep_counts(lab) == dict.fromkeys(NODES, 0)
 
 
 def test_disk_only_snapshot_and_reset_boot_the_vms(three_node_lab: Lab) -> None:
