@@ -39,6 +39,11 @@ def up_cmd(
     state = host.host_up(netns)
     if state.already_up:
         typer.echo(f"host mode already up: {_describe(state)}")
+    elif state.restarted is not None:
+        typer.echo(
+            f"libvirtd was not running: started it again in {time.monotonic() - started:.1f} s; it took back "
+            f"{state.restarted} running VM(s): {_describe(state)}"
+        )
     else:
         typer.echo(f"host mode up in {time.monotonic() - started:.1f} s: {_describe(state)}")
 
@@ -88,4 +93,6 @@ def status_cmd(
     elif state.healthy:
         typer.echo(f"host mode up since {state.started_at}: {_describe(state)}")
     else:
-        typer.echo(f"host mode is stale: {_describe(state)} (run `labkit host down && labkit host up`)")
+        typer.echo(
+            f"host mode is stale: {_describe(state)} (`labkit host up` starts libvirtd again, VMs kept)"
+        )

@@ -17,6 +17,42 @@ from labkit.scenario import Node, Scenario
 NETWORKD_FILE = "/etc/systemd/network/20-labkit-lab.network"
 AUTHORIZED_KEYS = "/home/vagrant/.ssh/authorized_keys"
 
+# The box's first-boot host key unit generated the key only when the file did not exist. A host crash right
+# after first boot left it 0 bytes (the write was never synced), and sshd never started again. Node set-up
+# installs this script and a drop-in: a missing or empty key is made again, atomically, and synced.
+HOSTKEY_SCRIPT = "/usr/local/sbin/labkit-ssh-hostkey"
+HOSTKEY_DROPIN = "/etc/systemd/system/labkit-ssh-hostkey.service.d/20-labkit-nonempty.conf"
+HOSTKEY_SCRIPT_TEXT = """#!/bin/sh
+# labkit: make the SSH ed25519 host key when it is missing or empty (a power cut after first boot left a
+# 0-byte key once); write it beside, sync, then rename into place, so a crash never leaves a broken key.
+set -eu
+key=/etc/ssh/ssh_host_ed25519_key
+if [ -s "$key" ]; then
+  if [ ! -s "$key.pub" ]; then  # the private key survived: keep it (its fingerprint is known), derive .pub
+    ssh-keygen -y -f "$key" > "$key.pub.labkit-new"
+    sync "$key.pub.labkit-new"
+    mv -f "$key.pub.labkit-new" "$key.pub"
+  fi
+else
+  rm -f "$key.labkit-new" "$key.labkit-new.pub"
+  ssh-keygen -q -t ed25519 -N "" -C "" -f "$key.labkit-new"
+  sync "$key.labkit-new" "$key.labkit-new.pub"
+  mv -f "$key.labkit-new.pub" "$key.pub"
+  mv -f "$key.labkit-new" "$key"
+fi
+sync
+"""
+HOSTKEY_DROPIN_TEXT = f"""# labkit: run when the key is missing or empty, not only when it does not exist
+[Unit]
+ConditionPathExists=
+ConditionFileNotEmpty=|!/etc/ssh/ssh_host_ed25519_key
+ConditionFileNotEmpty=|!/etc/ssh/ssh_host_ed25519_key.pub
+
+[Service]
+ExecStart=
+ExecStart={HOSTKEY_SCRIPT}
+"""
+
 
 def hosts_file(scenario: Scenario) -> str:
     """Every node by its lab IP; never the 127.0.X.1 alias Vagrant writes for a VM's own name."""
@@ -51,11 +87,12 @@ def configure_script(node: Node, scenario: Scenario, lab_mac: str, public_key: s
     """A bash script (run as root) that converges the node and prints ``changed <what>`` and ``iface <name>``."""
     q = shlex.quote
     return f"""set -eu
-converge() {{  # converge PATH CONTENT MODE: rewrite PATH only when its content differs
+converge() {{  # converge PATH CONTENT MODE: rewrite PATH (atomically, synced) only when its content differs
   if [ ! -f "$1" ] || [ "$(cat "$1")" != "$2" ]; then
     mkdir -p "$(dirname "$1")"
     printf '%s\\n' "$2" > "$1.labkit-new"
     chmod "$3" "$1.labkit-new"
+    sync "$1.labkit-new"
     mv "$1.labkit-new" "$1"
     echo "changed $1"
     return 0
@@ -64,9 +101,14 @@ converge() {{  # converge PATH CONTENT MODE: rewrite PATH only when its content 
 }}
 name={q(node.name)}
 if [ "$(cat /etc/hostname 2>/dev/null)" != "$name" ] || [ "$(hostname)" != "$name" ]; then
-  printf '%s\\n' "$name" > /etc/hostname
+  converge /etc/hostname "$name" 644 >/dev/null || true
   hostname "$name"
   echo "changed hostname"
+fi
+# a missing or empty SSH host key is made again at boot (the box's unit only checked that it exists)
+converge {HOSTKEY_SCRIPT} {q(HOSTKEY_SCRIPT_TEXT.rstrip(chr(10)))} 755 || true
+if converge {HOSTKEY_DROPIN} {q(HOSTKEY_DROPIN_TEXT.rstrip(chr(10)))} 644; then
+  systemctl daemon-reload
 fi
 converge /etc/hosts {q(hosts_file(scenario))} 644 || true
 iface=$(ip -o link | awk -v mac={q(lab_mac)} 'tolower($0) ~ mac {{ sub(":", "", $2); print $2; exit }}')

@@ -89,6 +89,9 @@ class HostState:
     started_at: str = ""
     qemu_as_root: bool = False
     already_up: bool = field(default=False, compare=False)
+    restarted: int | None = field(default=None, compare=False)
+    """Set by a ``host_up`` that found libvirtd dead in a live namespace and started it again: the number of
+    running VMs it took back."""
 
     def daemon(self, name: str) -> Daemon | None:
         return next((d for d in self.daemons if d.name == name), None)
@@ -116,6 +119,7 @@ class HostState:
     def to_json(self) -> dict[str, Any]:
         data = asdict(self)
         data.pop("already_up")
+        data.pop("restarted")
         data["daemons"] = [asdict(d) for d in self.daemons]
         return {"version": STATE_VERSION, **data}
 
@@ -593,6 +597,12 @@ def host_up(netns: str = DEFAULT_NETNS) -> HostState:
                         hint="run `sudo labkit host down` first",
                     )
                 return replace(state, already_up=True)
+            if state.netns_path.exists():  # its VMs may run there, whatever namespace was asked for now
+                if state.netns != netns:
+                    log.warning(
+                        "host mode's namespace is %s (recorded), not %s: using it", state.netns, netns
+                    )
+                return _restart(state)
             log.warning("host mode recorded in %s is stale: cleaning it up", state_file())
             _teardown(state, force=True)
         _check_can_host()
@@ -631,6 +641,31 @@ def host_up(netns: str = DEFAULT_NETNS) -> HostState:
             _teardown(state, force=True)
             raise
         return state
+
+
+def _restart(state: HostState) -> HostState:
+    """libvirtd died (crash, kill) but its namespace lives, and with it the VMs' QEMU processes, bridges and
+    dnsmasq: start libvirtd (and virtlogd if it died too) again in that namespace. On start libvirtd reconnects
+    to the domains it finds running, so no VM is stopped and none loses its memory."""
+    import libvirt
+
+    _check_can_host()  # another libvirtd running now would be told apart here
+    log.warning("libvirtd of host mode is not running: starting it again in netns %s", state.netns)
+    daemons = {d.name: d for d in state.daemons}
+    virtlogd = daemons.get("virtlogd")
+    if (virtlogd is None or not virtlogd.running) and _daemon_from_pidfile("virtlogd") is None:
+        daemons["virtlogd"] = _start_daemon("virtlogd", state)
+    overlay = _write_qemu_conf_overlay() if state.qemu_as_root else None
+    daemons["libvirtd"] = _start_daemon("libvirtd", state, overlay)
+    state = replace(state, daemons=tuple(daemons[n] for n in ("virtlogd", "libvirtd") if n in daemons))
+    _write_state(state)
+    conn = _wait_for_libvirtd(daemons["libvirtd"], START_TIMEOUT)
+    try:
+        ensure_storage_pool(conn)
+        running = len(conn.listAllDomains(libvirt.VIR_CONNECT_LIST_DOMAINS_ACTIVE))
+    finally:
+        conn.close()
+    return replace(state, restarted=running)
 
 
 def _cleanup_libvirt(force: bool) -> None:

@@ -57,9 +57,10 @@ from labkit.snapshots import (
     SnapshotRecord,
     SnapshotSet,
     check_name,
+    cleanup_sets,
     delete_set,
     disk_usage,
-    list_record,
+    find_set,
     list_sets,
     revert_set,
     take_set,
@@ -162,6 +163,23 @@ def check_lab_name(name: str) -> str:
     if not SLUG_RE.match(name):
         raise UsageError(f"{name!r} is not a valid lab name", "use lowercase letters, digits and '-'")
     return name
+
+
+def _sync_nodes(connections: dict[str, Any], reporter: Reporter) -> None:
+    """``sync`` on every node, in parallel: a host crash right after a solve must not lose what it wrote."""
+    import paramiko
+
+    def sync(node: str) -> str | None:
+        try:
+            result = connections[node].run("sync")
+        except (OSError, paramiko.SSHException) as exc:
+            return f"{node}: {exc}"
+        return None if result.ok else f"{node}: exit {result.exited}"
+
+    with ThreadPoolExecutor(max_workers=len(connections)) as pool:
+        failed = [f for f in pool.map(sync, list(connections)) if f]
+    if failed:
+        reporter.note(f"could not sync the disks of {'; '.join(failed)}: a host crash now may lose the stage")
 
 
 class Lab:
@@ -351,7 +369,14 @@ class Lab:
                 else:
                     report.already_running = sorted(running)
                     report.booted = [n for n in names if n not in running]
-                    VagrantLibvirt(self.paths).up(lambda node, i, text: reporter.step(node, text, i + 1))
+                    try:
+                        VagrantLibvirt(self.paths).up(lambda node, i, text: reporter.step(node, text, i + 1))
+                    except KeyboardInterrupt:  # vagrant's process group has been stopped and waited for
+                        reporter.note(
+                            f"interrupted during vagrant up: vagrant stopped, nothing of it runs; "
+                            f"`labkit up {self.scenario.name} --name {self.name}` resumes"
+                        )
+                        raise
                 self._discover_addresses(conn)
                 report.changed = self._configure_nodes(public_key, reporter, total)
             finally:
@@ -497,12 +522,10 @@ class Lab:
         conn = _connect()
         state = self.state or self._new_state(conn, detect_accel())
         domains = lab_domains(conn, self.name, list(state.nodes))
-        snapshots: set[str] = set()
+        snapshots = {s.record.name for s in list_sets(domains, sizes=False)}
         nodes = []
         for node in self.scenario.nodes:
             dom = domains.get(node.name)
-            if dom is not None:
-                snapshots.update(s.getName() for s in dom.listAllSnapshots(0))
             node_state = state.nodes.get(node.name)
             nodes.append(
                 NodeStatus(
@@ -606,6 +629,8 @@ class Lab:
                     catalog=catalog,
                     solved=state.done_stages(),
                 )
+                if not plan:
+                    _sync_nodes(connections, reporter or LogReporter())
             finally:
                 for conn in connections.values():
                     conn.close()
@@ -755,17 +780,15 @@ class Lab:
         with self._locked("reset"):
             state = self._require_state()
             domains = self._domains(conn)
-            lacking = [
-                node
-                for node, dom in domains.items()
-                if name not in {s.getName() for s in dom.listAllSnapshots(0)}
-            ]
-            if lacking:
+            cleanup_sets(domains)  # leftovers of an interrupted snapshot or delete
+            found = find_set(domains, name)
+            lacking = [node for node in domains if found is None or node not in found.snapshots]
+            if found is None or lacking:
                 raise UsageError(
                     f"snapshot {name} is missing on {', '.join(lacking)}: nothing was reverted",
                     "see `labkit snapshots`",
                 )
-            record = list_record(domains, name)
+            record = found.record
             reporter.start(list(domains), 3)
             reverted_at: dict[str, float] = {}
             offsets: dict[str, float] = {}
@@ -785,6 +808,7 @@ class Lab:
                     name,
                     libvirt_connect,
                     on_node=after_revert,
+                    snapshots=found.snapshots,
                 )
             finally:
                 reporter.finish()

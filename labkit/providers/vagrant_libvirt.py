@@ -8,10 +8,12 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import subprocess
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import IO
 
 import vagrant
 
@@ -32,6 +34,7 @@ BOOT_PHASES: tuple[tuple[str, str], ...] = (
 ALREADY_RUNNING = ("Domain is already running", "Machine already provisioned")
 LINE_RE = re.compile(r"^==> (?P<node>[\w.-]+): (?P<text>.*)$")
 ANSI_RE = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+STOP_GRACE = 60.0  # vagrant's clean stop after SIGINT (it may remove a half-made domain), then SIGKILL
 
 # Known failures: (pattern in vagrant's output, what happened, what to do)
 KNOWN_FAILURES: tuple[tuple[str, str, str], ...] = (
@@ -83,6 +86,69 @@ def vagrant_env() -> dict[str, str]:
     return env
 
 
+class Interrupted(KeyboardInterrupt):
+    """SIGTERM, turned into an interrupt so that cleanup runs as for Ctrl-C."""
+
+
+@contextlib.contextmanager
+def _sigterm_interrupts() -> Iterator[None]:
+    """While inside, SIGTERM raises :class:`Interrupted` (only possible from the main thread)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(_signum: int, _frame: object) -> None:
+        raise Interrupted()
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def stop_process_group(proc: subprocess.Popen[bytes], grace: float = STOP_GRACE) -> str:
+    """Stop ``proc`` and every process of its group: SIGINT (vagrant cleans up and exits), SIGKILL after
+    ``grace`` seconds; return once the leader has ended and the group is empty. Says how it ended."""
+    how = "stopped"
+
+    def signal_group(signum: int) -> bool:
+        try:
+            os.killpg(proc.pid, signum)
+        except ProcessLookupError:
+            return False
+        return True
+
+    signal_group(signal.SIGINT)
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and _group_alive(proc):
+        time.sleep(0.2)
+    if _group_alive(proc):
+        how = f"killed after {grace:.0f} s"
+        signal_group(signal.SIGKILL)
+        while _group_alive(proc):
+            time.sleep(0.1)
+    return how
+
+
+def _group_alive(proc: subprocess.Popen[bytes]) -> bool:
+    """True while the leader has not ended or a process of its group lives (zombies excepted)."""
+    proc.poll()  # reaps the leader once it has exited
+    if proc.returncode is None:
+        return True
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry.name}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2 :].split()
+        if int(fields[2]) == proc.pid and fields[0] not in ("Z", "X"):  # field 5: pgrp
+            return True
+    return False
+
+
 def phase_of(text: str) -> int | None:
     for index, (marker, _label) in enumerate(BOOT_PHASES):
         if text.startswith(marker):
@@ -103,33 +169,51 @@ class VagrantLibvirt:
     def __init__(self, lab: LabPaths) -> None:
         self.lab = lab
 
-    def _client(self, log: IO[str] | None = None) -> vagrant.Vagrant:
-        @contextlib.contextmanager
-        def to_log() -> Iterator[IO[str] | None]:
-            yield log
-
-        return vagrant.Vagrant(root=str(self.lab.root), env=vagrant_env(), err_cm=to_log if log else None)
-
     def up(self, on_progress: Callable[[str, int, str], None]) -> None:
-        """``vagrant up`` of every machine in parallel; ``on_progress(node, phase_index, text)`` per known phase."""
+        """``vagrant up`` of every machine in parallel; ``on_progress(node, phase_index, text)`` per known phase.
+
+        vagrant runs in its own process group. If labkit is interrupted (Ctrl-C, or SIGTERM while this runs in
+        the main thread), that whole group is stopped (SIGINT, vagrant's own clean stop, then SIGKILL) and
+        waited for before the interrupt goes on: no vagrant is left running once the lab's lock is released.
+        """
         self.lab.logs.mkdir(parents=True, exist_ok=True)
         log_path = self.lab.log("vagrant-up")
         with log_path.open("a") as log:
             log.write("\n==== labkit: vagrant up ====\n")
             log.flush()
             try:
-                for raw in self._client(log).up(provider="libvirt", stream_output=True):
-                    line = ANSI_RE.sub("", raw)  # vagrant colours its output even when piped
-                    log.write(line)
-                    log.flush()
-                    self._report(line.rstrip("\n"), on_progress)
+                proc = subprocess.Popen(
+                    [vagrant.get_vagrant_executable() or "vagrant", "up", "--provider=libvirt"],
+                    cwd=self.lab.root,
+                    env=vagrant_env(),
+                    stdin=subprocess.DEVNULL,
+                    stdout=subprocess.PIPE,
+                    stderr=log,
+                    start_new_session=True,
+                )
             except FileNotFoundError:
                 raise HostError(
                     "vagrant is not installed", "apt-get install vagrant vagrant-libvirt"
                 ) from None
-            except subprocess.CalledProcessError:
+            try:
+                with _sigterm_interrupts():
+                    assert proc.stdout is not None
+                    for raw in iter(proc.stdout.readline, b""):
+                        line = ANSI_RE.sub("", raw.decode(errors="replace"))  # colours even when piped
+                        log.write(line)
+                        log.flush()
+                        self._report(line.rstrip("\n"), on_progress)
+                    returncode = proc.wait()
+            except BaseException:
+                stopped = stop_process_group(proc)
+                log.write(f"\n==== labkit: interrupted; vagrant (pid {proc.pid}) {stopped} ====\n")
                 log.flush()
-                raise self._failure(log_path) from None
+                raise
+            finally:
+                if proc.stdout is not None:
+                    proc.stdout.close()
+            if returncode != 0:
+                raise self._failure(log_path)
 
     @staticmethod
     def _report(line: str, on_progress: Callable[[str, int, str], None]) -> None:

@@ -125,17 +125,127 @@ def test_ctrl_c_during_reset_then_reset_again_completes(three_node_lab: Lab) -> 
     for node in NODES:
         assert lab.run(node, "echo after-s1 > /tmp/marker").ok
     command = [sys.executable, "-c", "from labkit.cli import main; main()", "reset", "s1", "--name", lab.name]
+    lab.paths.lock.write_text("")
     interrupted = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(2.0)  # the reverts have started (the CLI imports and checks take ~1 s)
+    # Interrupt once the reset holds the lab: from there it still has >= 2.6 s of revert and the SSH wait ahead
+    # (vm-lab.md), so the interrupt always lands inside the reset, never before it or after it.
+    deadline = time.monotonic() + 60
+    while "labkit reset" not in lab.paths.lock.read_text():
+        assert interrupted.poll() is None and time.monotonic() < deadline, "the reset never took the lock"
+        time.sleep(0.05)
     interrupted.send_signal(signal.SIGINT)
     stdout, stderr = interrupted.communicate(timeout=300)
     print(f"interrupted reset exited {interrupted.returncode}: {stderr.strip().splitlines()[-1:]}")
-    # 130 with "interrupted: run the same command again"; 0 only if the reset had already finished
-    assert interrupted.returncode == 130 or "reset to s1" in stdout, stderr
+    assert interrupted.returncode == 130, (stdout, stderr)
+    assert "interrupted: run the same command again" in stderr and "reset to s1" not in stdout
     report = json.loads(labkit_cli("reset", "s1", "--name", lab.name, "--json").stdout)
     assert set(report["clock_offsets"]) == set(NODES)
     for node in NODES:
         assert lab.run(node, "cat /tmp/marker").stdout.strip() == f"before-{node}"
+
+
+def _markers(lab: Lab) -> dict[str, str]:
+    return {node: lab.run(node, "cat /tmp/replace-marker").stdout.strip() for node in NODES}
+
+
+def test_failed_forced_replacement_keeps_the_old_set(three_node_lab: Lab) -> None:
+    """Fault: node3 paused during `snapshot keep --force` (its snapshot is then not of a running VM). Before the
+    fix the old set was deleted on every node first, so the failure left no `keep` at all."""
+    lab = three_node_lab
+    for node in NODES:
+        assert lab.run(node, f"echo keep-{node} > /tmp/replace-marker").ok
+    labkit_cli("snapshot", "keep", "--name", lab.name)
+    for node in NODES:
+        assert lab.run(node, "echo changed > /tmp/replace-marker").ok
+    node3 = lab_domains(libvirt_connect(), lab.name, NODES)["node3"]
+    node3.suspend()
+    try:
+        result = labkit_cli("snapshot", "keep", "--name", lab.name, "--force", check=False)
+    finally:
+        node3.resume()
+    assert result.returncode != 0 and "failed on node3" in result.stderr, result.stderr
+    assert "the previous one is kept" in result.stderr
+    assert _keep_counts(lab) == dict.fromkeys(NODES, 1), "the old set on every node, nothing of the new one"
+    listing = json.loads(labkit_cli("snapshots", "--name", lab.name, "--json").stdout)
+    assert [s["complete"] for s in listing["snapshots"] if s["name"] == "keep"] == [True]
+    labkit_cli("reset", "keep", "--name", lab.name)
+    assert _markers(lab) == {node: f"keep-{node}" for node in NODES}
+
+
+def _keep_counts(lab: Lab) -> dict[str, int]:
+    """libvirt snapshots per node that belong to set keep (libvirt names them keep or keep@GEN)."""
+    return {
+        node: len([n for n in names if n.split("@")[0] == "keep"])
+        for node, names in _snapshot_names(lab).items()
+    }
+
+
+KILL_DURING_TAKE = """
+import os, signal, sys
+from labkit.host import libvirt_connect
+from labkit.libvirt_lab import lab_domains
+from labkit.snapshots import SnapshotRecord, now, take_set
+
+lab, how, nodes = sys.argv[1], sys.argv[2], sys.argv[3:]
+domains = lab_domains(libvirt_connect(), lab, nodes)
+
+def fault(node):
+    if node == "node2":  # node1 and node2 have the new snapshot, node3 not yet
+        if how == "kill":
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise KeyboardInterrupt
+
+try:
+    take_set({n: domains[n] for n in nodes}, SnapshotRecord(name="keep", taken=now()), force=True, on_node=fault)
+except KeyboardInterrupt:
+    sys.exit(130)
+"""
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "kill"])
+def test_interrupted_replacement_keeps_the_old_set(three_node_lab: Lab, how: str) -> None:
+    """Fault: Ctrl-C, or SIGKILL, after two of three nodes have the replacement. The old set stays the set; what
+    the kill left behind is never listed and is deleted by the next command."""
+    lab = three_node_lab
+    for node in NODES:
+        assert lab.run(node, f"echo keep-{node} > /tmp/replace-marker").ok
+    labkit_cli("snapshot", "keep", "--name", lab.name, "--force")
+    before = {
+        s["name"]: s
+        for s in json.loads(labkit_cli("snapshots", "--name", lab.name, "--json").stdout)["snapshots"]
+    }
+    assert before["keep"]["complete"]
+    for node in NODES:
+        assert lab.run(node, "echo changed > /tmp/replace-marker").ok
+    taken = subprocess.run(
+        [sys.executable, "-c", KILL_DURING_TAKE, lab.name, how, *NODES], capture_output=True, text=True
+    )
+    assert taken.returncode == (-9 if how == "kill" else 130), taken.stderr
+    counts = _keep_counts(lab)
+    print(f"{how}: libvirt snapshots of set keep per node after the interrupted take: {counts}")
+    if how == "kill":
+        assert counts == {"node1": 2, "node2": 2, "node3": 1}, "the old set, plus the killed take's leftovers"
+    else:
+        assert counts == dict.fromkeys(NODES, 1), "Ctrl-C rolls the new snapshots back at once"
+    listing = json.loads(labkit_cli("snapshots", "--name", lab.name, "--json").stdout)["snapshots"]
+    keep = [s for s in listing if s["name"] == "keep"]
+    assert len(keep) == 1 and keep[0]["complete"] and keep[0]["taken"] == before["keep"]["taken"]
+    labkit_cli("reset", "keep", "--name", lab.name)  # the next command: cleans up, then reverts
+    assert _markers(lab) == {node: f"keep-{node}" for node in NODES}
+    assert _keep_counts(lab) == dict.fromkeys(NODES, 1), "the next command cleaned the leftovers up"
+    # and a replacement that goes through replaces it: one set, the new content
+    for node in NODES:
+        assert lab.run(node, f"echo new-{node} > /tmp/replace-marker").ok
+    started = time.monotonic()
+    labkit_cli("snapshot", "keep", "--name", lab.name, "--force")
+    print(f"replacing a set of {len(NODES)} VMs: {time.monotonic() - started:.1f} s (CLI included)")
+    for node in NODES:
+        assert lab.run(node, "echo changed > /tmp/replace-marker").ok
+    labkit_cli("reset", "keep", "--name", lab.name)
+    assert _markers(lab) == {node: f"new-{node}" for node in NODES}
+    assert _keep_counts(lab) == dict.fromkeys(NODES, 1)
+    labkit_cli("snapshot", "delete", "keep", "--name", lab.name)
+    assert _keep_counts(lab) == dict.fromkeys(NODES, 0)
 
 
 def test_disk_only_snapshot_and_reset_boot_the_vms(three_node_lab: Lab) -> None:

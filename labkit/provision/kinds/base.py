@@ -201,13 +201,16 @@ def upload(conn: Conn, data: bytes | Path, path: str, owner: str, group: str, mo
 
     The home directory, not /tmp: SFTP creates files with the server's umask (world-readable), and the node's
     set-up keeps the home 0700 (labkit.guest), so no other user of the node can read a file in transit. The
-    relative path is the same for SFTP (which starts in the home) and for the command (sudo keeps the cwd)."""
+    relative path is the same for SFTP (which starts in the home) and for the command (sudo keeps the cwd).
+    The file is installed beside its target, synced, then renamed over it: a host crash never leaves it empty."""
     tmp = f".labkit-upload-{uuid.uuid4().hex}"
     conn.put(io.BytesIO(data) if isinstance(data, bytes) else str(data), remote=tmp)
     q = shlex.quote
+    new = f"{path}.labkit-new"
     must(
         conn,
-        f"install -D -o {q(owner)} -g {q(group)} -m {mode:04o} {q(tmp)} {q(path)}; rc=$?; rm -f {q(tmp)}; exit $rc",
+        f"install -D -o {q(owner)} -g {q(group)} -m {mode:04o} {q(tmp)} {q(new)} && sync {q(new)} "
+        f"&& mv -f {q(new)} {q(path)}; rc=$?; rm -f {q(tmp)} {q(new)}; exit $rc",
         f"installing {path}",
     )
 
