@@ -57,6 +57,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from labkit import __version__, paths
 from labkit.errors import HostError, UsageError
+from labkit.image_refs import Image, same_image
 from labkit.scenario import Versions
 
 log = logging.getLogger("labkit.artifacts")
@@ -214,6 +215,7 @@ class Artifact(_Model):
 
 class Catalog(_Model):
     artifacts: list[Artifact]
+    images: list[Image] = Field(default_factory=list)
     path: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
@@ -223,7 +225,44 @@ class Catalog(_Model):
             if artifact.key in seen:
                 raise ValueError(f"{artifact.key} is listed twice")
             seen.add(artifact.key)
+        names: set[str] = set()
+        for image in self.images:
+            if image.name in names or image.key in seen:
+                raise ValueError(f"image {image.name} ({image.reference}) is listed twice")
+            names.add(image.name)
+            seen.add(image.key)
         return self
+
+    def image(self, wanted: str) -> Image:
+        """The catalog image named ``wanted`` (``pause``) or with that reference (``busybox:1.28``)."""
+        for image in self.images:
+            if image.name == wanted or same_image(image.reference, wanted):
+                return image
+        known = ", ".join(f"{i.name} ({i.reference})" for i in self.images) or "none"
+        raise UsageError(
+            f"the artifact catalog has no image {wanted!r}",
+            f"images: {known}; add an entry under `images:` in {self.path or 'the catalog'}",
+        )
+
+    def images_for(self, references: dict[str, str], where: str = "images") -> list[Image]:
+        """The catalog images for a scenario's ``images:`` (role -> reference), in role order, each once;
+        UsageError naming every role whose reference the catalog lacks."""
+        chosen: list[Image] = []
+        unknown: list[str] = []
+        for role, reference in references.items():
+            found = [i for i in self.images if same_image(i.reference, reference)]
+            if not found:
+                unknown.append(f"{where}.{role}: {reference}")
+            elif found[0] not in chosen:
+                chosen.append(found[0])
+        if unknown:
+            known = ", ".join(i.reference for i in self.images) or "none"
+            raise UsageError(
+                f"no catalog image for {'; '.join(unknown)}",
+                f"use an image the catalog knows ({known}), or add it under `images:` in "
+                f"{self.path or 'the catalog'} with its digest and source",
+            )
+        return chosen
 
     def get(self, name: str, version: str | None = None) -> Artifact:
         """The artifact ``name`` (of ``version``, or the only one of that name)."""
@@ -391,6 +430,15 @@ def _lock_file_locked() -> Iterator[dict[str, Any]]:
             _write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
         finally:
             fcntl.flock(guard, fcntl.LOCK_UN)
+
+
+def lock_data() -> dict[str, Any]:
+    """The whole lock file (``artifacts`` and ``images`` sections), read-only."""
+    return _read_lock(lock_file())
+
+
+editing_lock = _lock_file_locked
+"""Context manager: read-modify-write the lock file under its flock (for :mod:`labkit.images`)."""
 
 
 def recorded(artifact: Artifact) -> dict[str, Any] | None:
@@ -881,24 +929,35 @@ def missing_artifacts(versions: Versions, catalog: CatalogLike = None) -> list[A
     return [a for a in artifacts_for(versions, catalog) if cached_path(a) is None]
 
 
-def describe_missing(artifacts: list[Artifact], scenario: str | None = None) -> tuple[str, str]:
-    """(message, hint) naming each missing artifact and how to provide it."""
-    names = ", ".join(f"{a} ({a.url})" for a in artifacts)
+def describe_missing(
+    artifacts: list[Artifact], scenario: str | None = None, images: list[Image] | None = None
+) -> tuple[str, str]:
+    """(message, hint) naming each missing artifact and image and how to provide them."""
+    parts = []
+    if artifacts:
+        names = ", ".join(f"{a} ({a.url})" for a in artifacts)
+        parts.append(f"missing artifact{'s' if len(artifacts) != 1 else ''}: {names}")
+    if images:
+        names = ", ".join(f"{i.reference}@{i.digest or 'digest recorded at first pull'}" for i in images)
+        parts.append(f"missing image{'s' if len(images) != 1 else ''}: {names}")
     target = f" {scenario}" if scenario else ""
-    message = f"missing artifact{'s' if len(artifacts) != 1 else ''}: {names}"
     hint = (
         f"run `labkit artifacts fetch{target}` (behind a proxy add --mirror URL or set {MIRROR_ENV}), "
-        "or download those URLs on another machine and run `labkit artifacts import DIR`"
+        f"or on a host that has them `labkit artifacts export{target or ' SCENARIO'} DIR` and here "
+        "`labkit artifacts import DIR`"
     )
-    return message, hint
+    return "; ".join(parts) or "nothing missing", hint
 
 
 class MissingArtifactsError(HostError):
-    """Raised before touching any VM when a stage needs an artifact the host cache lacks."""
+    """Raised before touching any VM when a stage needs an artifact or image the host cache lacks."""
 
-    def __init__(self, artifacts: list[Artifact], scenario: str | None = None) -> None:
+    def __init__(
+        self, artifacts: list[Artifact], scenario: str | None = None, images: list[Image] | None = None
+    ) -> None:
         self.artifacts = artifacts
-        message, hint = describe_missing(artifacts, scenario)
+        self.images = list(images or [])
+        message, hint = describe_missing(artifacts, scenario, self.images)
         super().__init__(message, hint)
 
 
