@@ -47,7 +47,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, Literal
@@ -64,6 +64,7 @@ log = logging.getLogger("labkit.artifacts")
 
 CATALOG_FILE = paths.PACKAGE_DIR / "artifacts_catalog.yaml"
 MIRROR_ENV = "LABKIT_MIRROR"
+CATALOG_ENV = "LABKIT_CATALOG"
 LOCK_FILE_NAME = "artifacts.lock.json"
 COMPONENTS = ("kubernetes", "etcd", "flannel", "cni_plugins", "flannel_cni_plugin")
 MIRROR_SCHEMES = ("http", "https", "file")
@@ -827,6 +828,11 @@ def _names_version(text: str, version: str) -> bool:
     return re.search(rf"(?<![\d.]){re.escape(version)}(?![\d.])", text) is not None
 
 
+def active_catalog() -> Catalog:
+    """The catalog in use: ``$LABKIT_CATALOG`` when set (tests, a classroom's own), else the shipped one."""
+    return load_catalog(os.environ.get(CATALOG_ENV) or None)
+
+
 def _import_one(
     path: Path, rel: Path, candidates: list[Artifact], published: str | None, warn: WarnFn
 ) -> ImportResult:
@@ -861,9 +867,17 @@ def _import_one(
                 error = _mismatch(artifact, published, got, f"{path} (checksum file next to it)")
                 return ImportResult(path, "refused", str(artifact), got, str(error))
             _copy_into_cache(path, artifact, got)
-            _record(artifact, got, f"import of {path}, verified by the checksum file next to it")
+            _record(
+                artifact,
+                got,
+                f"import of {path}, verified by the checksum file next to it or the export's lock",
+            )
             return ImportResult(
-                path, "imported", str(artifact), got, "verified by the checksum file next to it"
+                path,
+                "imported",
+                str(artifact),
+                got,
+                "verified by the checksum file next to it or the export's lock",
             )
         if artifact.sha256_url:
             return ImportResult(
@@ -885,22 +899,47 @@ def _import_one(
     return ImportResult(path, "refused", str(artifact), got, f"{error.message} ({error.hint})")
 
 
+def _exported_checksums(root: Path, files: list[Path], exported: dict[str, Any]) -> dict[Path, str]:
+    """sha256 values an export's lock file gives the files laid out as ``<name>/<version>/<filename>``."""
+    found: dict[Path, str] = {}
+    for path in files:
+        rel = path.relative_to(root).parts
+        if len(rel) < 3:
+            continue
+        entry = exported.get(f"{rel[-3]}/{rel[-2]}")
+        if isinstance(entry, dict) and entry.get("filename") == path.name and entry.get("sha256"):
+            found[path] = str(entry["sha256"]).lower()
+    return found
+
+
 def import_dir(
-    directory: Path | str, catalog: CatalogLike = None, *, warn: WarnFn | None = None
+    directory: Path | str,
+    catalog: CatalogLike = None,
+    *,
+    warn: WarnFn | None = None,
+    exported: dict[str, Any] | None = None,
+    skip: Collection[Path] = (),
 ) -> list[ImportResult]:
     """Fill the cache from a directory of downloaded files (searched recursively), verifying each one.
 
     Files are matched to catalog entries by file name. A file whose sha256 differs from the expected one
     is refused (status ``refused``, nothing cached); files the catalog does not know are ``ignored``.
-    Checksum files (``NAME.sha256``, ``SHA256SUMS``) verify artifacts that have no pin.
+    Checksum files (``NAME.sha256``, ``SHA256SUMS``) and ``exported`` (the ``artifacts`` section of the lock
+    file ``labkit artifacts export`` writes) verify artifacts that have no pin. Files in ``skip`` (container
+    images, imported by :mod:`labkit.offline`) and the export's lock file are left out.
     """
     warn = warn or log.warning
     root = Path(directory)
     if not root.is_dir():
         raise UsageError(f"{root} is not a directory", "give the directory holding the downloaded files")
     cat = _catalog(catalog)
-    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
-    checksums = _dir_checksums(files)
+    skipped = {Path(p) for p in skip}
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and p not in skipped and p != root / LOCK_FILE_NAME
+    )
+    checksums = {**_exported_checksums(root, files, exported or {}), **_dir_checksums(files)}
     by_name: dict[str, list[Artifact]] = {}
     for artifact in cat.artifacts:
         by_name.setdefault(artifact.filename, []).append(artifact)
