@@ -16,7 +16,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import yaml
 
 from labkit import images, paths
 from labkit.artifacts import MissingArtifactsError, active_catalog, editing_lock
@@ -63,9 +62,12 @@ def image_scenario(tmp_path_factory: pytest.TempPathFactory) -> Path:
     assert source is not None
     copy = tmp_path_factory.mktemp("scenario") / "three-node"
     shutil.copytree(source, copy)
-    data = yaml.safe_load((copy / "scenario.yaml").read_text(encoding="utf-8"))
-    data["images"]["pause"] = TEST_REFERENCE
-    (copy / "scenario.yaml").write_text(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), "utf-8")
+    text = (copy / "scenario.yaml").read_text(encoding="utf-8")
+    shipped = load_scenario("three-node").images.pause
+    line = f"  pause: {shipped}"
+    assert text.count(line) == 1, "the test expects the shipped images.pause on one line"
+    (copy / "scenario.yaml").write_text(text.replace(line, f"  pause: {TEST_REFERENCE}"), "utf-8")
+    assert load_scenario(copy).images.pause == TEST_REFERENCE
     return copy
 
 
