@@ -9,6 +9,7 @@ catalog pins its digest. The shared lab (``three_node_up``) is booted once for t
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -34,6 +35,8 @@ NAME = "testbox"
 def _forget_test_image() -> None:
     """Remove the test image from the host cache and lock file (the developer's cache never keeps it)."""
     shutil.rmtree(paths.artifact_cache_dir() / "images" / NAME, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        (paths.artifact_cache_dir() / "images").rmdir()  # only when nothing else is cached there
     with editing_lock() as data:
         data.get("images", {}).pop(f"{TEST_REFERENCE}", None)
 
