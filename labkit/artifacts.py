@@ -47,7 +47,7 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import IO, Any, Literal
@@ -57,12 +57,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from labkit import __version__, paths
 from labkit.errors import HostError, UsageError
+from labkit.image_refs import Image, same_image
 from labkit.scenario import Versions
 
 log = logging.getLogger("labkit.artifacts")
 
 CATALOG_FILE = paths.PACKAGE_DIR / "artifacts_catalog.yaml"
 MIRROR_ENV = "LABKIT_MIRROR"
+CATALOG_ENV = "LABKIT_CATALOG"
 LOCK_FILE_NAME = "artifacts.lock.json"
 COMPONENTS = ("kubernetes", "etcd", "flannel", "cni_plugins", "flannel_cni_plugin")
 MIRROR_SCHEMES = ("http", "https", "file")
@@ -214,6 +216,7 @@ class Artifact(_Model):
 
 class Catalog(_Model):
     artifacts: list[Artifact]
+    images: list[Image] = Field(default_factory=list)
     path: Path | None = Field(default=None, exclude=True)
 
     @model_validator(mode="after")
@@ -223,7 +226,44 @@ class Catalog(_Model):
             if artifact.key in seen:
                 raise ValueError(f"{artifact.key} is listed twice")
             seen.add(artifact.key)
+        names: set[str] = set()
+        for image in self.images:
+            if image.name in names or image.key in seen:
+                raise ValueError(f"image {image.name} ({image.reference}) is listed twice")
+            names.add(image.name)
+            seen.add(image.key)
         return self
+
+    def image(self, wanted: str) -> Image:
+        """The catalog image named ``wanted`` (``pause``) or with that reference (``busybox:1.28``)."""
+        for image in self.images:
+            if image.name == wanted or same_image(image.reference, wanted):
+                return image
+        known = ", ".join(f"{i.name} ({i.reference})" for i in self.images) or "none"
+        raise UsageError(
+            f"the artifact catalog has no image {wanted!r}",
+            f"images: {known}; add an entry under `images:` in {self.path or 'the catalog'}",
+        )
+
+    def images_for(self, references: dict[str, str], where: str = "images") -> list[Image]:
+        """The catalog images for a scenario's ``images:`` (role -> reference), in role order, each once;
+        UsageError naming every role whose reference the catalog lacks."""
+        chosen: list[Image] = []
+        unknown: list[str] = []
+        for role, reference in references.items():
+            found = [i for i in self.images if same_image(i.reference, reference)]
+            if not found:
+                unknown.append(f"{where}.{role}: {reference}")
+            elif found[0] not in chosen:
+                chosen.append(found[0])
+        if unknown:
+            known = ", ".join(i.reference for i in self.images) or "none"
+            raise UsageError(
+                f"no catalog image for {'; '.join(unknown)}",
+                f"use an image the catalog knows ({known}), or add it under `images:` in "
+                f"{self.path or 'the catalog'} with its digest and source",
+            )
+        return chosen
 
     def get(self, name: str, version: str | None = None) -> Artifact:
         """The artifact ``name`` (of ``version``, or the only one of that name)."""
@@ -391,6 +431,15 @@ def _lock_file_locked() -> Iterator[dict[str, Any]]:
             _write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode())
         finally:
             fcntl.flock(guard, fcntl.LOCK_UN)
+
+
+def lock_data() -> dict[str, Any]:
+    """The whole lock file (``artifacts`` and ``images`` sections), read-only."""
+    return _read_lock(lock_file())
+
+
+editing_lock = _lock_file_locked
+"""Context manager: read-modify-write the lock file under its flock (for :mod:`labkit.images`)."""
 
 
 def recorded(artifact: Artifact) -> dict[str, Any] | None:
@@ -779,6 +828,11 @@ def _names_version(text: str, version: str) -> bool:
     return re.search(rf"(?<![\d.]){re.escape(version)}(?![\d.])", text) is not None
 
 
+def active_catalog() -> Catalog:
+    """The catalog in use: ``$LABKIT_CATALOG`` when set (tests, a classroom's own), else the shipped one."""
+    return load_catalog(os.environ.get(CATALOG_ENV) or None)
+
+
 def _import_one(
     path: Path, rel: Path, candidates: list[Artifact], published: str | None, warn: WarnFn
 ) -> ImportResult:
@@ -813,9 +867,17 @@ def _import_one(
                 error = _mismatch(artifact, published, got, f"{path} (checksum file next to it)")
                 return ImportResult(path, "refused", str(artifact), got, str(error))
             _copy_into_cache(path, artifact, got)
-            _record(artifact, got, f"import of {path}, verified by the checksum file next to it")
+            _record(
+                artifact,
+                got,
+                f"import of {path}, verified by the checksum file next to it or the export's lock",
+            )
             return ImportResult(
-                path, "imported", str(artifact), got, "verified by the checksum file next to it"
+                path,
+                "imported",
+                str(artifact),
+                got,
+                "verified by the checksum file next to it or the export's lock",
             )
         if artifact.sha256_url:
             return ImportResult(
@@ -837,22 +899,47 @@ def _import_one(
     return ImportResult(path, "refused", str(artifact), got, f"{error.message} ({error.hint})")
 
 
+def _exported_checksums(root: Path, files: list[Path], exported: dict[str, Any]) -> dict[Path, str]:
+    """sha256 values an export's lock file gives the files laid out as ``<name>/<version>/<filename>``."""
+    found: dict[Path, str] = {}
+    for path in files:
+        rel = path.relative_to(root).parts
+        if len(rel) < 3:
+            continue
+        entry = exported.get(f"{rel[-3]}/{rel[-2]}")
+        if isinstance(entry, dict) and entry.get("filename") == path.name and entry.get("sha256"):
+            found[path] = str(entry["sha256"]).lower()
+    return found
+
+
 def import_dir(
-    directory: Path | str, catalog: CatalogLike = None, *, warn: WarnFn | None = None
+    directory: Path | str,
+    catalog: CatalogLike = None,
+    *,
+    warn: WarnFn | None = None,
+    exported: dict[str, Any] | None = None,
+    skip: Collection[Path] = (),
 ) -> list[ImportResult]:
     """Fill the cache from a directory of downloaded files (searched recursively), verifying each one.
 
     Files are matched to catalog entries by file name. A file whose sha256 differs from the expected one
     is refused (status ``refused``, nothing cached); files the catalog does not know are ``ignored``.
-    Checksum files (``NAME.sha256``, ``SHA256SUMS``) verify artifacts that have no pin.
+    Checksum files (``NAME.sha256``, ``SHA256SUMS``) and ``exported`` (the ``artifacts`` section of the lock
+    file ``labkit artifacts export`` writes) verify artifacts that have no pin. Files in ``skip`` (container
+    images, imported by :mod:`labkit.offline`) and the export's lock file are left out.
     """
     warn = warn or log.warning
     root = Path(directory)
     if not root.is_dir():
         raise UsageError(f"{root} is not a directory", "give the directory holding the downloaded files")
     cat = _catalog(catalog)
-    files = sorted(p for p in root.rglob("*") if p.is_file() and not p.name.startswith("."))
-    checksums = _dir_checksums(files)
+    skipped = {Path(p) for p in skip}
+    files = sorted(
+        p
+        for p in root.rglob("*")
+        if p.is_file() and not p.name.startswith(".") and p not in skipped and p != root / LOCK_FILE_NAME
+    )
+    checksums = {**_exported_checksums(root, files, exported or {}), **_dir_checksums(files)}
     by_name: dict[str, list[Artifact]] = {}
     for artifact in cat.artifacts:
         by_name.setdefault(artifact.filename, []).append(artifact)
@@ -881,24 +968,35 @@ def missing_artifacts(versions: Versions, catalog: CatalogLike = None) -> list[A
     return [a for a in artifacts_for(versions, catalog) if cached_path(a) is None]
 
 
-def describe_missing(artifacts: list[Artifact], scenario: str | None = None) -> tuple[str, str]:
-    """(message, hint) naming each missing artifact and how to provide it."""
-    names = ", ".join(f"{a} ({a.url})" for a in artifacts)
+def describe_missing(
+    artifacts: list[Artifact], scenario: str | None = None, images: list[Image] | None = None
+) -> tuple[str, str]:
+    """(message, hint) naming each missing artifact and image and how to provide them."""
+    parts = []
+    if artifacts:
+        names = ", ".join(f"{a} ({a.url})" for a in artifacts)
+        parts.append(f"missing artifact{'s' if len(artifacts) != 1 else ''}: {names}")
+    if images:
+        names = ", ".join(f"{i.reference}@{i.digest or 'digest recorded at first pull'}" for i in images)
+        parts.append(f"missing image{'s' if len(images) != 1 else ''}: {names}")
     target = f" {scenario}" if scenario else ""
-    message = f"missing artifact{'s' if len(artifacts) != 1 else ''}: {names}"
     hint = (
         f"run `labkit artifacts fetch{target}` (behind a proxy add --mirror URL or set {MIRROR_ENV}), "
-        "or download those URLs on another machine and run `labkit artifacts import DIR`"
+        f"or on a host that has them `labkit artifacts export{target or ' SCENARIO'} DIR` and here "
+        "`labkit artifacts import DIR`"
     )
-    return message, hint
+    return "; ".join(parts) or "nothing missing", hint
 
 
 class MissingArtifactsError(HostError):
-    """Raised before touching any VM when a stage needs an artifact the host cache lacks."""
+    """Raised before touching any VM when a stage needs an artifact or image the host cache lacks."""
 
-    def __init__(self, artifacts: list[Artifact], scenario: str | None = None) -> None:
+    def __init__(
+        self, artifacts: list[Artifact], scenario: str | None = None, images: list[Image] | None = None
+    ) -> None:
         self.artifacts = artifacts
-        message, hint = describe_missing(artifacts, scenario)
+        self.images = list(images or [])
+        message, hint = describe_missing(artifacts, scenario, self.images)
         super().__init__(message, hint)
 
 

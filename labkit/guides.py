@@ -51,7 +51,8 @@ Variables a guide can use (all built by :func:`guide_context`):
 ``cni_conf_dir``            ``/etc/cni/net.d``
 ``nodeport``                the NodePort the course's checks use (30080)
 ``web_port``                the port the ``images.web`` container listens on
-``images``                  ``{pause, web, client, dns}``: the container images the guides' manifests use
+``images``                  ``{pause, web, client, dns}``: the scenario's ``images:`` (None for a role it lacks),
+                            the references loaded on the nodes from the host's cache and used by manifests
 ==========================  ===================================================================================
 """
 
@@ -84,14 +85,7 @@ FLANNEL_ETCD_PREFIX = "/coreos.com/network"
 KUBECONFIG = "/etc/kubernetes/kubeconfig"
 # flannel's own defaults when the scenario names no port (flannel's Documentation/backends.md).
 BACKEND_DEFAULT_PORTS: dict[str, int | None] = {"udp": 8285, "vxlan": 8472, "host-gw": None}
-# Images of the Kubernetes 1.19 era. hello-app answers "Hostname: <pod name>" on 8080 (the NodePort check counts
-# the distinct names); busybox 1.28 is the last release whose nslookup works against cluster DNS.
-IMAGES = {
-    "pause": "k8s.gcr.io/pause:3.2",
-    "web": "gcr.io/google-samples/hello-app:1.0",
-    "client": "busybox:1.28",
-    "dns": "k8s.gcr.io/coredns:1.7.0",
-}
+# The port the scenario's ``images.web`` (hello-app: "Hostname: <pod name>" on 8080) listens on.
 WEB_PORT = 8080
 
 CHECKLIST_HEADINGS = ("checklist", "理解度チェックリスト")
@@ -224,7 +218,7 @@ def guide_context(scenario: Scenario, lab_state: LabState | None = None) -> dict
         "cni_conf_dir": CNI_CONF_DIR,
         "nodeport": NODEPORT,
         "web_port": WEB_PORT,
-        "images": dict(IMAGES),
+        "images": scenario.images.model_dump(),
     }
 
 
@@ -327,7 +321,6 @@ def checklist(scenario: Scenario, stage_name: str, lang: str, lab_state: LabStat
 
 
 __all__ = [
-    "IMAGES",
     "LANGUAGES",
     "checklist",
     "default_language",

@@ -555,8 +555,8 @@ class Lab:
     # ---- stages --------------------------------------------------------------------------------------
 
     def preflight(self, stages: list[str]) -> None:
-        """What solving ``stages`` needs from the host (cached artifacts, templates that render), checked
-        before any VM is booted: ``up --until`` refuses up front, naming every missing artifact."""
+        """What solving ``stages`` needs from the host (cached artifacts and images, templates that render),
+        checked before any VM is booted: ``up --until`` refuses up front, naming every missing artifact and image."""
         from labkit.artifacts import MissingArtifactsError, load_catalog
         from labkit.guides import guide_context
         from labkit.provision.kinds.base import StepContext
@@ -565,6 +565,7 @@ class Lab:
         context = guide_context(self.scenario, self.state)
         catalog = load_catalog(os.environ.get("LABKIT_CATALOG") or None)
         missing = []
+        missing_images = []
         for name in stages:
             stage = self.scenario.stage(name)
             for step in stage.steps:
@@ -577,8 +578,9 @@ class Lab:
                         kind.preflight(StepContext(node, variables, self.scenario.directory, catalog))
                     except MissingArtifactsError as exc:
                         missing += [a for a in exc.artifacts if a not in missing]
-        if missing:
-            raise MissingArtifactsError(missing, self.scenario.name)
+                        missing_images += [i for i in exc.images if i not in missing_images]
+        if missing or missing_images:
+            raise MissingArtifactsError(missing, self.scenario.name, images=missing_images)
 
     def stages_until(self, stage: str) -> list[str]:
         """Names of the stages from the first up to and including ``stage`` (validated now, before any boot)."""

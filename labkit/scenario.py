@@ -17,6 +17,7 @@ from pydantic_core import PydanticCustomError
 
 from labkit import paths
 from labkit.errors import LabkitError, Problem, ScenarioError, UsageError
+from labkit.image_refs import ImageRefError, parse_reference
 from labkit.yamlpos import YamlSyntaxError, line_for, load_yaml_with_lines
 
 KNOWN_ROLES = ("etcd", "apiserver", "scheduler", "controller-manager", "worker")
@@ -140,6 +141,33 @@ class Versions(Model):
         if not VERSION_RE.match(value):
             raise _fail(f"{value!r} is not a version", "write MAJOR.MINOR.PATCH, e.g. 1.19.7")
         return value.removeprefix("v")
+
+
+class Images(Model):
+    """The container images the scenario's pods run, by role; each is loaded on the nodes from the host's
+    cache (``kind: image`` steps), never pulled inside a guest. A role the scenario does not use is left out."""
+
+    pause: str | None = Field(
+        default=None, description="the pod sandbox image (kubelet --pod-infra-container-image)"
+    )
+    web: str | None = Field(default=None, description="the workload image (hello-app)")
+    client: str | None = Field(default=None, description="the client pod image (busybox)")
+    dns: str | None = Field(default=None, description="the cluster DNS image (CoreDNS)")
+
+    @field_validator("pause", "web", "client", "dns")
+    @classmethod
+    def _reference(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            parse_reference(value)
+        except ImageRefError as exc:
+            raise _fail(str(exc), "write a tagged reference like registry.k8s.io/pause:3.2") from None
+        return value.strip()
+
+    def by_role(self) -> dict[str, str]:
+        """role -> reference, for the roles the scenario gives."""
+        return {role: ref for role, ref in self.model_dump().items() if ref is not None}
 
 
 class Node(Model):
@@ -277,6 +305,7 @@ class Scenario(Model):
     )
     network: Network
     versions: Versions
+    images: Images = Images()
     nodes: list[Node] = Field(min_length=1)
     stages: list[Stage] = Field(default_factory=list)
 
@@ -466,6 +495,7 @@ def _display_path(path: Path) -> str:
 __all__ = [
     "KNOWN_ROLES",
     "Check",
+    "Images",
     "Network",
     "Node",
     "Scenario",

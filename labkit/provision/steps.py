@@ -20,11 +20,12 @@ from labkit.provision.kinds.base import Change, Conn, Result, StepContext, StepF
 from labkit.provision.kinds.command import CommandStep
 from labkit.provision.kinds.etcd import EtcdPutStep
 from labkit.provision.kinds.file import FileStep
+from labkit.provision.kinds.image import ImageStep
 from labkit.provision.kinds.systemd import SystemdStep
 from labkit.scenario import Scenario, Stage, Step
 
 KINDS: dict[str, type[StepKind]] = {
-    cls.kind: cls for cls in (FileStep, CommandStep, SystemdStep, ArtifactStep, EtcdPutStep)
+    cls.kind: cls for cls in (FileStep, CommandStep, SystemdStep, ArtifactStep, EtcdPutStep, ImageStep)
 }
 
 

@@ -1,8 +1,9 @@
 """The whole three-node course, chapter by chapter, solved and checked on real VMs.
 
-It needs the real Kubernetes, flanneld and CNI release binaries in the host's artifact cache (`labkit artifacts
-fetch three-node` on a machine with internet, or `labkit artifacts import DIR`). They cannot be downloaded on
-the CI machines and are never faked: there the test skips, naming every missing artifact.
+It needs the real Kubernetes, flanneld and CNI release binaries and the course's container images (pause,
+hello-app, busybox, CoreDNS, by digest) in the host's artifact cache (`labkit artifacts fetch three-node` on a
+machine with internet, or `labkit artifacts import DIR` of an export). They cannot be downloaded on the CI
+machines and are never faked: there the test skips, naming every missing artifact and image.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from labkit import images
 from labkit.artifacts import artifacts_for, cached_path, describe_missing, load_catalog
 from labkit.host import HostState
 from labkit.lab import destroy_by_name
@@ -27,10 +29,12 @@ LAB = "ci-course"
 @pytest.fixture(scope="module")
 def course_artifacts() -> None:
     scenario = load_scenario("three-node")
-    # the shipped catalog, not a test one: this test is about the real binaries
-    missing = [a for a in artifacts_for(scenario.versions, load_catalog()) if cached_path(a) is None]
-    if missing:
-        message, hint = describe_missing(missing, scenario.name)
+    # the shipped catalog, not a test one: this test is about the real binaries and images
+    catalog = load_catalog()
+    missing = [a for a in artifacts_for(scenario.versions, catalog) if cached_path(a) is None]
+    missing_images = images.missing(catalog.images_for(scenario.images.by_role()))
+    if missing or missing_images:
+        message, hint = describe_missing(missing, scenario.name, missing_images)
         pytest.skip(f"{message}; {hint}")
 
 

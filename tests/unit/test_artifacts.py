@@ -290,9 +290,13 @@ def test_cli_list_json() -> None:
 
     result = CliRunner().invoke(app, ["list", "--json"])
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.stdout)
+    listing = json.loads(result.stdout)
+    rows = [r for r in listing if r["type"] == "artifact"]
     assert [(r["name"], r["version"]) for r in rows] == [(a.name, a.version) for a in CATALOG.artifacts]
-    assert all(row["cached"] is False for row in rows)
+    assert [(r["reference"], r["digest"]) for r in listing if r["type"] == "image"] == [
+        (i.reference, i.digest) for i in CATALOG.images
+    ]
+    assert all(row["cached"] is False for row in listing)
     kubelet = next(r for r in rows if r["name"] == "kubelet")
     assert kubelet["sha256"] == CATALOG.get("kubelet").sha256
     assert kubelet["install"] == [{"member": None, "path": "/usr/local/bin/kubelet", "mode": "0755"}]
@@ -302,7 +306,7 @@ def test_cli_commands_have_help() -> None:
     from labkit.cli_artifacts import app
 
     group: Any = typer.main.get_command(app)
-    assert set(group.commands) == {"list", "fetch", "import"}
+    assert set(group.commands) == {"list", "fetch", "import", "export"}
     for name, command in group.commands.items():
         assert command.help and len(command.help) > 30, name
         result = CliRunner().invoke(app, [name, "--help"])

@@ -38,7 +38,8 @@ def _content(step_name: str, node: str) -> str:
 
 
 def test_steps_in_the_seed_order() -> None:
-    names = [s.name for s in load_scenario("three-node").stage("flannel").steps]
+    steps = load_scenario("three-node").stage("flannel").steps
+    names = [s.name for s in steps if s.kind != "image"]  # images are loaded from the host's cache first
     assert names == [
         "cni-binaries",
         "flanneld-binary",

@@ -47,7 +47,7 @@ class FakeConn:
 
 
 def test_registry_has_the_kinds() -> None:
-    assert set(KINDS) == {"file", "command", "systemd", "artifact", "etcd_put"}
+    assert set(KINDS) == {"file", "command", "systemd", "artifact", "etcd_put", "image"}
 
 
 @pytest.mark.parametrize(

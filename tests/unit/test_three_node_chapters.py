@@ -13,7 +13,7 @@ import yaml
 from labkit.artifacts import load_catalog
 from labkit.checks import build as build_check
 from labkit.checks import hint_text
-from labkit.guides import IMAGES, guide_context, render_guide
+from labkit.guides import guide_context, render_guide
 from labkit.provision.kinds.artifact import ArtifactStep
 from labkit.provision.kinds.base import StepContext
 from labkit.provision.kinds.command import CommandStep
@@ -21,6 +21,8 @@ from labkit.provision.kinds.file import FileStep
 from labkit.provision.kinds.systemd import SystemdStep
 from labkit.provision.steps import build_for_nodes, node_variables, render_args, validate_stage
 from labkit.scenario import Scenario, Stage, Step, load_scenario
+
+IMAGES = load_scenario("three-node").images.by_role()
 
 OWNED = (
     "cri",
