@@ -400,7 +400,7 @@ _thread_lock = threading.Lock()
 
 
 def lock_file() -> Path:
-    return paths.labkit_home() / LOCK_FILE_NAME
+    return paths.artifact_store() / LOCK_FILE_NAME
 
 
 def _read_lock(path: Path) -> dict[str, Any]:

@@ -73,8 +73,19 @@ def box_build_dir() -> Path:
     return labkit_home() / "boxes"
 
 
+def artifact_store() -> Path:
+    """Where verified downloads and their lock file live: ``LABKIT_ARTIFACT_STORE`` when set (a bigger disk, a
+    store shared by several homes, a test's own), else labkit's home."""
+    env = os.environ.get("LABKIT_ARTIFACT_STORE")
+    if env:
+        store = Path(env)
+        _make_private(store)
+        return store
+    return labkit_home()
+
+
 def artifact_cache_dir() -> Path:
-    return labkit_home() / "cache" / "artifacts"
+    return artifact_store() / "cache" / "artifacts"
 
 
 def labs_dir() -> Path:

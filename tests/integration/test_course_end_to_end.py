@@ -9,6 +9,7 @@ machines and are never faked: there the test skips, naming every missing artifac
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -19,15 +20,24 @@ from labkit.host import HostState
 from labkit.lab import destroy_by_name
 from labkit.scenario import load_scenario
 
+from ..conftest import USER_ARTIFACT_STORE
 from .lab_helpers import labkit_cli
 
-pytestmark = pytest.mark.vm
+pytestmark = [pytest.mark.vm, pytest.mark.real_artifacts]
 
 LAB = "ci-course"
 
 
 @pytest.fixture(scope="module")
-def course_artifacts() -> None:
+def course_artifacts() -> Iterator[None]:
+    # the developer's own store (tests/conftest.py gives every other test a store of its own)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LABKIT_ARTIFACT_STORE", os.environ[USER_ARTIFACT_STORE])
+        _require_course_artifacts()
+        yield
+
+
+def _require_course_artifacts() -> None:
     scenario = load_scenario("three-node")
     # the shipped catalog, not a test one: this test is about the real binaries and images
     catalog = load_catalog()

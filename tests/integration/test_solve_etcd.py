@@ -36,7 +36,9 @@ def served_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 def test_solve_refuses_before_touching_nodes_when_the_artifact_is_missing(three_node_lab: Lab) -> None:
-    shutil.rmtree(paths.artifact_cache_dir() / "etcd", ignore_errors=True)
+    shutil.rmtree(
+        paths.artifact_cache_dir() / "etcd", ignore_errors=True
+    )  # the session's own store (tests/conftest.py)
     result = labkit_cli("solve", "etcd", "--name", three_node_lab.name, check=False)
     assert result.returncode != 0
     assert "etcd" in result.stderr and "labkit artifacts" in result.stderr

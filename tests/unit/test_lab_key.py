@@ -65,3 +65,14 @@ def test_home_made_private_whatever_the_umask(tmp_path: Path, monkeypatch: pytes
     home.chmod(0o755)
     monkeypatch.setenv("LABKIT_HOME", str(home))
     assert stat.S_IMODE(labkit_home().stat().st_mode) == 0o700
+
+
+def test_tests_never_use_the_developers_artifact_store() -> None:
+    import os
+
+    from labkit.paths import artifact_store
+
+    from ..conftest import USER_ARTIFACT_STORE
+
+    assert artifact_store() == labkit_home()  # this test's own home
+    assert str(artifact_store()) != os.environ[USER_ARTIFACT_STORE]
