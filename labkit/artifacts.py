@@ -181,6 +181,15 @@ class Artifact(_Model):
         return value
 
     @model_validator(mode="after")
+    def _filename_stays_in_its_directory(self) -> Artifact:
+        # the cache path is <name>/<version>/<filename>: a URL whose last part decodes to "../x" or "a/b" would
+        # write elsewhere on the host
+        name = self.filename
+        if not name or name in (".", "..") or "/" in name or "\\" in name or "\x00" in name:
+            raise ValueError(f"the URL's file name {name!r} is not a plain file name; refused")
+        return self
+
+    @model_validator(mode="after")
     def _install_matches_unpack(self) -> Artifact:
         if self.unpack == "none":
             if len(self.install) != 1 or self.install[0].member is not None:

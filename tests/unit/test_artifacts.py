@@ -174,6 +174,10 @@ def test_custom_catalog_file_loads(tmp_path: Path) -> None:
         ({"install": [{"path": "/usr/local/bin/tool", "mode": "rwx"}]}, "octal"),
         ({"component": "calico"}, "component"),
         ({"checksum": "x"}, "Extra inputs"),
+        # the cache path is <name>/<version>/<filename>: a file name that decodes to a path is refused
+        ({"url": "https://example.invalid/rel/%2e%2e%2f%2e%2e%2fetc%2fcron.d%2fx"}, "not a plain file name"),
+        ({"url": "https://example.invalid/rel/%2e%2e"}, "not a plain file name"),
+        ({"url": "https://example.invalid/rel/a%5cb"}, "not a plain file name"),
     ],
 )
 def test_bad_catalog_entries_are_refused(tmp_path: Path, overrides: dict[str, Any], expected: str) -> None:
