@@ -5,11 +5,15 @@ where that sha256 comes from, how to unpack it and what lands where on a node. A
 per host under ``artifact_cache_dir()/<name>/<version>/<filename>`` and is only ever used when its sha256
 is the expected one:
 
-- **pinned**: the catalog's ``sha256`` (taken from a published source the catalog cites);
-- **published file**: no pin, but the project publishes a checksum file (``sha256_url``); labkit fetches it
-  at first download (through the mirror too), verifies against it and records the value in the lock file;
-- **first download**: nothing published (flanneld); labkit records the sha256 of the first download in the
-  lock file (``labkit_home()/artifacts.lock.json``), warns, and refuses any later file that differs.
+- **pinned**: the catalog's ``sha256``, or its ``sha512`` where that is what upstream published (the Kubernetes
+  server tarball's, in the release changelog), taken from a source the catalog cites. A sha512-pinned file is
+  verified against it once, and its sha256 recorded in the lock file for every later use;
+- **first use** (``trust: first-use``, flanneld only: nothing is published): labkit records the sha256 of the
+  first download in the lock file (``artifact_store()/artifacts.lock.json``), warns, and refuses any later file
+  that differs. A cached file the lock does not know is never trusted: it is downloaded again.
+
+A checksum fetched next to a download, through the same (maybe plain http) mirror, proves nothing: labkit never
+trusts one. An entry with neither a pin nor ``trust: first-use`` is refused when the catalog is loaded.
 
 **Mirror.** Classrooms behind a proxy point labkit at a mirror base URL (``fetch(..., mirror=URL)``,
 ``labkit artifacts fetch --mirror URL``, env ``LABKIT_MIRROR``, or a scenario's mirror, in that order).
@@ -22,12 +26,12 @@ segment, so one mirror serves every upstream::
       -> <mirror>/github.com/etcd-io/etcd/releases/download/v3.4.14/etcd-v3.4.14-linux-amd64.tar.gz
 
 The mirror is ``http://``, ``https://`` or ``file://`` (a shared directory laid out the same way, e.g.
-filled with ``wget -x``). Published checksum files are looked up on the mirror the same way. urllib's
+filled with ``wget -x``). urllib's
 usual ``https_proxy`` / ``http_proxy`` / ``no_proxy`` variables apply as well.
 
 **Offline.** :func:`import_dir` fills the cache from a directory of downloaded files, matched by file
 name (files of several versions of one name go in directories named after the version), verified the
-same way; a published checksum is read from ``NAME.sha256`` or ``SHA256SUMS`` files in that directory.
+same way (checksum files lying next to them are ignored: they are no pin).
 """
 
 from __future__ import annotations
@@ -70,9 +74,9 @@ COMPONENTS = ("kubernetes", "etcd", "flannel", "cni_plugins", "flannel_cni_plugi
 MIRROR_SCHEMES = ("http", "https", "file")
 TIMEOUT_SECONDS = 60.0
 CHUNK = 1 << 20
-MAX_CHECKSUM_FILE = 256 * 1024
 
 SHA256_RE = re.compile(r"^[0-9a-f]{64}$")
+SHA512_RE = re.compile(r"^[0-9a-f]{128}$")
 NAME_RE = re.compile(r"^[a-z0-9]([a-z0-9._-]{0,62}[a-z0-9])?$")
 VERSION_RE = re.compile(r"^v?\d+\.\d+\.\d+$")
 
@@ -142,8 +146,9 @@ class Artifact(_Model):
     version: str
     url: str
     sha256: str = ""
-    sha256_url: str | None = None
-    source: str = Field(min_length=1, description="where the sha256 comes from")
+    sha512: str = ""
+    trust: Literal["pinned", "first-use"] = "pinned"
+    source: str = Field(min_length=1, description="where the pinned checksum comes from")
     unpack: Literal["none", "tar"] = "none"
     install: list[Install] = Field(min_length=1)
 
@@ -162,7 +167,7 @@ class Artifact(_Model):
             raise ValueError(f"{text!r} is not a version (MAJOR.MINOR.PATCH)")
         return text.removeprefix("v")
 
-    @field_validator("url", "sha256_url")
+    @field_validator("url")
     @classmethod
     def _url(cls, value: str | None) -> str | None:
         if value is None:
@@ -179,6 +184,28 @@ class Artifact(_Model):
         if value and not SHA256_RE.match(value):
             raise ValueError(f"{value!r} is not a sha256 (64 hex digits)")
         return value
+
+    @field_validator("sha512")
+    @classmethod
+    def _sha512(cls, value: str) -> str:
+        value = value.strip().lower()
+        if value and not SHA512_RE.match(value):
+            raise ValueError(f"{value!r} is not a sha512 (128 hex digits)")
+        return value
+
+    @model_validator(mode="after")
+    def _pinned_or_first_use(self) -> Artifact:
+        pinned = bool(self.sha256 or self.sha512)
+        if self.trust == "pinned" and not pinned:
+            raise ValueError(
+                "has no pinned sha256 or sha512: pin one from a source you cite (a checksum fetched next to "
+                "the download proves nothing), or, only where upstream publishes none, write trust: first-use"
+            )
+        if self.trust == "first-use" and pinned:
+            raise ValueError(
+                "trust: first-use is for files with no published checksum: drop it, the pin is kept"
+            )
+        return self
 
     @model_validator(mode="after")
     def _filename_stays_in_its_directory(self) -> Artifact:
@@ -213,7 +240,7 @@ class Artifact(_Model):
 
     @property
     def pinned(self) -> bool:
-        return bool(self.sha256)
+        return bool(self.sha256 or self.sha512)
 
     @property
     def members(self) -> list[str]:
@@ -483,18 +510,18 @@ def sha256_source(artifact: Artifact) -> str:
     """Where the expected sha256 comes from, for `labkit artifacts list`."""
     if artifact.sha256:
         return f"pinned: {artifact.source}"
+    if artifact.sha512:
+        return f"pinned sha512: {artifact.source}"
     entry = recorded(artifact)
     if entry:
         return f"recorded {entry.get('recorded', '?')} ({entry.get('how', '?')})"
-    if artifact.sha256_url:
-        return f"published file {artifact.sha256_url}, checked at first download"
     return "none published: recorded at first download (trust on first use)"
 
 
 def _mismatch(
     artifact: Artifact, expected: str, got: str, where: str, *, recorded_entry: bool = False
 ) -> HostError:
-    if recorded_entry or (not artifact.sha256 and expected_sha256(artifact) == expected):
+    if recorded_entry or (not artifact.pinned and expected_sha256(artifact) == expected):
         hint = (
             f"{expected} was recorded on this host in {lock_file()} for {artifact.key}; if upstream really "
             "replaced the file, delete that entry and fetch again"
@@ -612,37 +639,6 @@ def _open(url: str, artifact: Artifact, mirror: str | None) -> Any:
         ) from None
 
 
-def parse_checksum_file(text: str, filename: str) -> str | None:
-    """The sha256 for ``filename`` in a ``NAME.sha256`` file (bare hash) or a ``SHA256SUMS`` list."""
-    lines = [line.split() for line in text.splitlines() if line.strip() and not line.startswith("#")]
-    for tokens in lines:
-        digest = tokens[0].lower()
-        if not SHA256_RE.match(digest):
-            continue
-        if len(tokens) == 1:
-            if len(lines) == 1:
-                return digest
-            continue
-        named = PurePosixPath(tokens[1].lstrip("*")).name
-        if named == filename:
-            return digest
-    return None
-
-
-def _published_sha256(artifact: Artifact, mirror: str | None) -> str:
-    assert artifact.sha256_url is not None
-    url = mirror_url(artifact.sha256_url, mirror)
-    with _open(url, artifact, mirror) as response:
-        body = response.read(MAX_CHECKSUM_FILE + 1)
-    value = parse_checksum_file(body[:MAX_CHECKSUM_FILE].decode("utf-8", "replace"), artifact.filename)
-    if value is None:
-        raise HostError(
-            f"{artifact}: the checksum file {url} has no sha256 for {artifact.filename}",
-            "check that the mirror serves the project's checksum file unchanged",
-        )
-    return value
-
-
 def _download(
     artifact: Artifact,
     url: str,
@@ -651,12 +647,14 @@ def _download(
     mirror: str | None,
     progress: ProgressFn | None,
 ) -> str:
-    """Stream ``url`` into a temporary file next to ``dest``, verify, then rename; returns the sha256."""
+    """Stream ``url`` into a temporary file next to ``dest``, verify (the expected sha256, and the pinned sha512
+    if any), then rename; returns the sha256."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
     tmp = Path(tmp_name)
     try:
         digest = hashlib.sha256()
+        digest512 = hashlib.sha512()
         with os.fdopen(fd, "wb") as out, _open(url, artifact, mirror) as response:
             length = response.headers.get("Content-Length")
             total = int(length) if length and length.isdigit() else None
@@ -674,6 +672,7 @@ def _download(
                     break
                 out.write(chunk)
                 digest.update(chunk)
+                digest512.update(chunk)
                 done += len(chunk)
                 if progress:
                     progress(done, total)
@@ -685,6 +684,8 @@ def _download(
         got = digest.hexdigest()
         if expected is not None and got != expected:
             raise _mismatch(artifact, expected, got, url)
+        if artifact.sha512 and digest512.hexdigest() != artifact.sha512:
+            raise _mismatch512(artifact, digest512.hexdigest(), url)
         tmp.chmod(0o644)
         os.replace(tmp, dest)
         _stamp(dest, got)
@@ -692,6 +693,30 @@ def _download(
     finally:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+
+
+def _mismatch512(artifact: Artifact, got: str, where: str) -> HostError:
+    return HostError(
+        f"{artifact}: sha512 mismatch for {where}: expected {artifact.sha512}, got {got}; refused",
+        "the file is corrupt, truncated or not the pinned release (check the mirror's copy); "
+        "fetch again or import a good copy",
+    )
+
+
+def file_sha512(path: Path) -> str:
+    digest = hashlib.sha512()
+    with path.open("rb") as handle:
+        while chunk := handle.read(CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _verified_by_sha512(artifact: Artifact, path: Path, sha256: str, what: str) -> None:
+    """Check ``path`` against the pinned sha512 and record its sha256 for every later use."""
+    got = file_sha512(path)
+    if got != artifact.sha512:
+        raise _mismatch512(artifact, got, str(path))
+    _record(artifact, sha256, f"{what}, verified against the pinned sha512 ({artifact.source})")
 
 
 def _first_use_warning(artifact: Artifact, sha256: str, how: str) -> str:
@@ -719,35 +744,37 @@ def fetch(
     base = resolve_mirror(mirror)
     dest = cache_path(artifact)
     expected = expected_sha256(artifact)
-    how: str | None = None  # set when the expected value is new and must be recorded
-    if expected is None and artifact.sha256_url:
-        expected = _published_sha256(artifact, base)
-        how = f"published checksum {mirror_url(artifact.sha256_url, base)}"
     if dest.is_file():
         got = file_sha256(dest)
-        if expected is None:
-            how = "found in the cache, unrecorded"
-            _record(artifact, got, how)
-            warn(_first_use_warning(artifact, got, how))
+        if expected is None and artifact.sha512:
+            try:
+                _verified_by_sha512(artifact, dest, got, f"cached {dest}")
+                return dest
+            except HostError:
+                log.warning("%s: cached %s does not match its sha512; downloading again", artifact, dest)
+        elif expected is None:
+            # trust on first use means the first *download*: a file that appeared in the cache is no record
+            log.warning("%s: cached %s was never recorded; downloading it again to record it", artifact, dest)
+        elif got == expected:
             return dest
-        if got == expected:
-            if how:
-                _record(artifact, expected, how)
-            return dest
-        log.warning("%s: cached %s does not match its sha256; downloading again", artifact, dest)
+        else:
+            log.warning("%s: cached %s does not match its sha256; downloading again", artifact, dest)
         _remove(dest)
     url = mirror_url(artifact.url, base)
     got = _download(artifact, url, dest, expected, base, progress)
     if expected is None:
-        how = f"first download from {url}"
+        how = (
+            f"download from {url}, verified against the pinned sha512 ({artifact.source})"
+            if artifact.sha512
+            else f"first download from {url}"
+        )
         try:
             _record(artifact, got, how)
         except HostError:
             _remove(dest)  # another process recorded a different file meanwhile
             raise
-        warn(_first_use_warning(artifact, got, how))
-    elif how:
-        _record(artifact, expected, how)
+        if not artifact.sha512:
+            warn(_first_use_warning(artifact, got, how))
     return dest
 
 
@@ -786,29 +813,6 @@ class ImportResult:
 def _is_checksum_file(path: Path) -> bool:
     name = path.name
     return name.endswith((".sha256", ".sha256sum")) or name.upper().startswith(("SHA256SUMS", "SHA256SUM"))
-
-
-def _dir_checksums(files: list[Path]) -> dict[Path, str]:
-    """Published checksums found in the directory: per data file path (next to the checksum file)."""
-    found: dict[Path, str] = {}
-    for path in files:
-        if not _is_checksum_file(path):
-            continue
-        try:
-            text = path.read_text(encoding="utf-8", errors="replace")[:MAX_CHECKSUM_FILE]
-        except OSError:
-            continue
-        if path.name.endswith((".sha256", ".sha256sum")):
-            target = path.with_name(path.name.rsplit(".", 1)[0])
-            value = parse_checksum_file(text, target.name)
-            if value:
-                found[target] = value
-            continue
-        for line in text.splitlines():
-            tokens = line.split()
-            if len(tokens) >= 2 and SHA256_RE.match(tokens[0].lower()):
-                found[path.parent / PurePosixPath(tokens[1].lstrip("*")).name] = tokens[0].lower()
-    return found
 
 
 def _copy_into_cache(src: Path, artifact: Artifact, sha256: str) -> None:
@@ -871,31 +875,23 @@ def _import_one(
         )
     if len(unknown) == 1:
         artifact = unknown[0]
+        if artifact.sha512:
+            try:
+                _verified_by_sha512(artifact, path, got, f"import of {path}")
+            except HostError as refused:
+                return ImportResult(path, "refused", str(artifact), got, str(refused))
+            _copy_into_cache(path, artifact, got)
+            return ImportResult(path, "imported", str(artifact), got, "verified against the pinned sha512")
         if published is not None:
+            # a first-use artifact whose value another host recorded: the export's lock entry
             if published != got:
-                error = _mismatch(artifact, published, got, f"{path} (checksum file next to it)")
+                error = _mismatch(artifact, published, got, f"{path} (the export's lock)")
                 return ImportResult(path, "refused", str(artifact), got, str(error))
             _copy_into_cache(path, artifact, got)
-            _record(
-                artifact,
-                got,
-                f"import of {path}, verified by the checksum file next to it or the export's lock",
-            )
-            return ImportResult(
-                path,
-                "imported",
-                str(artifact),
-                got,
-                "verified by the checksum file next to it or the export's lock",
-            )
-        if artifact.sha256_url:
-            return ImportResult(
-                path,
-                "refused",
-                str(artifact),
-                got,
-                f"cannot verify: put {artifact.filename}.sha256 (from {artifact.sha256_url}) next to it",
-            )
+            how = f"import of {path}, as recorded in the export's lock"
+            _record(artifact, got, how)
+            warn(_first_use_warning(artifact, got, how))
+            return ImportResult(path, "imported", str(artifact), got, "as recorded in the export's lock")
         _copy_into_cache(path, artifact, got)
         how = f"first import of {path}"
         _record(artifact, got, how)
@@ -933,8 +929,9 @@ def import_dir(
 
     Files are matched to catalog entries by file name. A file whose sha256 differs from the expected one
     is refused (status ``refused``, nothing cached); files the catalog does not know are ``ignored``.
-    Checksum files (``NAME.sha256``, ``SHA256SUMS``) and ``exported`` (the ``artifacts`` section of the lock
-    file ``labkit artifacts export`` writes) verify artifacts that have no pin. Files in ``skip`` (container
+    Checksum files (``NAME.sha256``, ``SHA256SUMS``) are ignored: they are no pin. ``exported`` (the
+    ``artifacts`` section of the lock file ``labkit artifacts export`` writes) gives first-use artifacts the value
+    the exporting host recorded. Files in ``skip`` (container
     images, imported by :mod:`labkit.offline`) and the export's lock file are left out.
     """
     warn = warn or log.warning
@@ -948,13 +945,14 @@ def import_dir(
         for p in root.rglob("*")
         if p.is_file() and not p.name.startswith(".") and p not in skipped and p != root / LOCK_FILE_NAME
     )
-    checksums = {**_exported_checksums(root, files, exported or {}), **_dir_checksums(files)}
+    checksums = _exported_checksums(root, files, exported or {})
     by_name: dict[str, list[Artifact]] = {}
     for artifact in cat.artifacts:
         by_name.setdefault(artifact.filename, []).append(artifact)
     results: list[ImportResult] = []
     for path in files:
         if _is_checksum_file(path):
+            results.append(ImportResult(path, "ignored", None, None, "a checksum file is no pin: not used"))
             continue
         candidates = by_name.get(path.name)
         if not candidates:
@@ -1185,7 +1183,6 @@ __all__ = [
     "member_sha256",
     "mirror_url",
     "missing_artifacts",
-    "parse_checksum_file",
     "require_artifacts",
     "resolve_mirror",
     "sha256_source",

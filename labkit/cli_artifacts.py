@@ -219,9 +219,10 @@ def import_cmd(
     each verified.
 
     Files are matched to the catalog by file name; put files of different versions of the same name in
-    directories named after the version. Checksum files found in DIR (NAME.sha256, SHA256SUMS) and the lock
-    file `labkit artifacts export` writes verify what the catalog does not pin; an image archive is taken only
-    with that lock's entry (its digest, archive sha256 and image ID). A mismatching file is refused and
+    directories named after the version. Binaries are verified against the catalog's pins (checksum files
+    lying in DIR are ignored: they are no pin); flanneld, which publishes none, against the lock file
+    `labkit artifacts export` writes, or recorded at first import; an image archive is taken only with that
+    lock's entry (its digest, archive sha256 and image ID). A mismatching file is refused and
     reported (exit code 3).
     """
     console = Console(stderr=True, highlight=False, soft_wrap=True)

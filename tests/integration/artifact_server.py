@@ -159,7 +159,8 @@ class ServedArtifacts:
 def _test_entry(entry: dict[str, Any], built: Path, members: dict[str, Path], packages: str) -> list[str]:
     """Rewrite a catalog entry for the built file; returns the install members kept."""
     entry["sha256"] = _sha256(built)
-    entry.pop("sha256_url", None)
+    entry.pop("sha512", None)
+    entry["trust"] = "pinned"
     entry["source"] = SOURCE_NOTE.format(packages=packages)
     if entry.get("unpack") == "tar":
         present = {_member_name(name) for name in members}

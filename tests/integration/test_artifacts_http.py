@@ -46,6 +46,10 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def _sha512(path: Path) -> str:
+    return hashlib.sha512(path.read_bytes()).hexdigest()
+
+
 def _add(archive: tarfile.TarFile, source: Path, name: str) -> None:
     info = archive.gettarinfo(str(source), arcname=name)
     info.uid = info.gid = 0
@@ -136,13 +140,13 @@ def catalog(releases: Releases) -> Catalog:
                 unpack="tar",
                 install=[{"member": p, "path": f"/opt/cni/bin/{p}", "mode": "0755"} for p in CNI_PLUGINS],
             ),
-            # no pin, but a published checksum file next to it (like kube-apiserver on dl.k8s.io)
+            # pinned by sha512 only (like the Kubernetes server tarball, whose changelog publishes that)
             _artifact(
                 name="bridge",
                 component="kubernetes",
                 version="0.0.1",
                 url=BRIDGE_URL,
-                sha256_url=BRIDGE_URL + ".sha256",
+                sha512=_sha512(CNI_DIR / "bridge"),
                 install=[{"path": "/opt/cni/bin/bridge"}],
             ),
             # nothing published (like flanneld): recorded at first download
@@ -151,6 +155,7 @@ def catalog(releases: Releases) -> Catalog:
                 component="flannel",
                 version="0.13.0",
                 url=LOOPBACK_URL,
+                trust="first-use",
                 install=[{"path": "/usr/local/bin/flanneld"}],
             ),
         ]
@@ -318,23 +323,41 @@ def test_file_mirror(releases: Releases, catalog: Catalog, tmp_path: Path) -> No
     assert _sha256(artifacts.fetch(catalog.get("etcd"), f"file://{tmp_path}")) == releases.etcd_sha
 
 
-def test_published_checksum_file_is_checked_and_recorded(catalog: Catalog, mirror: Mirror) -> None:
+def test_sha512_pin_is_checked_and_its_sha256_recorded(catalog: Catalog, mirror: Mirror) -> None:
     bridge = catalog.get("bridge")
     real = _sha256(CNI_DIR / "bridge")
-    mirror.serve(BRIDGE_URL, CNI_DIR / "bridge")
-    mirror.serve(BRIDGE_URL + ".sha256", f"{'0' * 64}\n".encode())
-    with pytest.raises(HostError, match=f"expected {'0' * 64}, got {real}"):
+    # the mirror serves another file, and a checksum file next to it that vouches for it: refused all the same
+    mirror.serve(BRIDGE_URL, CNI_DIR / "portmap")
+    mirror.serve(BRIDGE_URL + ".sha256", f"{_sha256(CNI_DIR / 'portmap')}  bridge\n".encode())
+    with pytest.raises(HostError, match=f"sha512 mismatch .* got {_sha512(CNI_DIR / 'portmap')}"):
         artifacts.fetch(bridge, mirror.base)
     assert _cache_files() == []
     assert artifacts.recorded(bridge) is None
+    assert mirror.count(BRIDGE_URL + ".sha256") == 0  # never even asked
 
-    mirror.serve(BRIDGE_URL + ".sha256", f"{real}  bridge\n".encode())
+    mirror.serve(BRIDGE_URL, CNI_DIR / "bridge")
     warnings: list[str] = []
     artifacts.fetch(bridge, mirror.base, warn=warnings.append)
-    assert warnings == []  # verified against a published value: nothing to warn about
+    assert warnings == []  # verified against a pin: nothing to warn about
     entry = artifacts.recorded(bridge)
-    assert entry and entry["sha256"] == real and "published checksum" in entry["how"]
+    assert entry and entry["sha256"] == real and "pinned sha512" in entry["how"]
     assert artifacts.expected_sha256(bridge) == real
+    artifacts.fetch(bridge, mirror.base)  # cached: checked against the recorded sha256, not downloaded again
+    assert mirror.count(BRIDGE_URL) == 2
+
+
+def test_a_cached_first_use_file_without_a_record_is_not_trusted(catalog: Catalog, mirror: Mirror) -> None:
+    unpublished = catalog.get("unpublished")
+    planted = artifacts.cache_path(unpublished)
+    planted.parent.mkdir(parents=True)
+    planted.write_bytes((CNI_DIR / "portmap").read_bytes())  # put there by hand, never downloaded
+    mirror.serve(LOOPBACK_URL, CNI_DIR / "loopback")
+    warnings: list[str] = []
+    path = artifacts.fetch(unpublished, mirror.base, warn=warnings.append)
+    assert mirror.count(LOOPBACK_URL) == 1
+    assert _sha256(path) == _sha256(CNI_DIR / "loopback")
+    entry = artifacts.recorded(unpublished)
+    assert entry and entry["sha256"] == _sha256(CNI_DIR / "loopback") and "first download" in entry["how"]
 
 
 def test_first_download_is_recorded_with_a_warning_and_later_mismatch_refused(
@@ -389,24 +412,31 @@ def test_mismatching_import_is_refused(releases: Releases, catalog: Catalog, tmp
     bad = tmp_path / "bad"
     bad.mkdir()
     (bad / ETCD_TAR).write_bytes(releases.etcd_tar.read_bytes() + b"\0")  # one byte appended
-    shutil.copy(releases.cni_tgz, bad / "bridge")  # an unpinned artifact without its checksum file
+    shutil.copy(releases.cni_tgz, bad / "bridge")  # not the file the sha512 pin names
     results = {r.file.name: r for r in artifacts.import_dir(bad, catalog)}
     assert results[ETCD_TAR].status == "refused"
     assert f"expected {releases.etcd_sha}" in results[ETCD_TAR].message
     assert results["bridge"].status == "refused"
-    assert "bridge.sha256" in results["bridge"].message
+    assert "sha512 mismatch" in results["bridge"].message
     assert _cache_files() == []
 
 
-def test_import_uses_checksum_files_and_records_unpublished(catalog: Catalog, tmp_path: Path) -> None:
+def test_import_ignores_checksum_files_and_records_first_use(catalog: Catalog, tmp_path: Path) -> None:
+    forged = tmp_path / "forged"
+    forged.mkdir()
+    shutil.copy(CNI_DIR / "portmap", forged / "bridge")
+    (forged / "bridge.sha256").write_text(_sha256(CNI_DIR / "portmap") + "\n")  # vouches for the wrong file
+    results = {r.file.name: r for r in artifacts.import_dir(forged, catalog)}
+    assert results["bridge"].status == "refused" and "sha512 mismatch" in results["bridge"].message
+    assert results["bridge.sha256"].status == "ignored"
+
     downloads = tmp_path / "downloads"
     downloads.mkdir()
     shutil.copy(CNI_DIR / "bridge", downloads / "bridge")
-    (downloads / "bridge.sha256").write_text(_sha256(CNI_DIR / "bridge") + "\n")
     shutil.copy(CNI_DIR / "loopback", downloads / "flanneld-amd64")
     warnings: list[str] = []
     results = {r.file.name: r for r in artifacts.import_dir(downloads, catalog, warn=warnings.append)}
-    assert results["bridge"].status == "imported"
+    assert results["bridge"].status == "imported" and "pinned sha512" in results["bridge"].message
     assert results["flanneld-amd64"].status == "imported"
     assert len(warnings) == 1 and "first import" in warnings[0]
     assert artifacts.cached_path(catalog.get("bridge")) is not None
@@ -441,15 +471,19 @@ def test_cli_fetch_reports_every_failure(releases: Releases, mirror: Mirror) -> 
     mirror.serve(shipped.get("etcd").url, releases.etcd_tar)
     result = CliRunner().invoke(app, ["fetch", "--mirror", mirror.base])
     assert isinstance(result.exception, HostError)
-    total = len(shipped.artifacts)
-    assert f"{total} of {total} artifacts not fetched" in result.exception.message
+    total = len(shipped.artifacts) + len(shipped.images)  # the images too go through the mirror (skopeo)
+    assert f"{total} of {total} artifacts and images not fetched" in result.exception.message
     assert "sha256 mismatch" in result.output and "HTTP 404" in result.output
     assert mirror.count(shipped.get("etcd").url) == 1
-    # one request each: the pinned and unpublished files themselves; for the others their published .sha256
-    # (a 404 there stops before the binary is requested)
-    published = [a.sha256_url for a in shipped.artifacts if a.sha256_url]
-    assert all(mirror.count(url) == 1 for url in published)
-    assert sum(mirror.hits.values()) == total
+    # one request per artifact, for the file itself: no checksum file is ever asked for
+    assert all(mirror.count(a.url) == 1 for a in shipped.artifacts)
+    files = {
+        artifacts.mirror_url(a.url, mirror.base).removeprefix(mirror.base.removesuffix("/mirror"))
+        for a in shipped.artifacts
+    }
+    others = [path for path in mirror.hits if path not in files]
+    # the rest: skopeo asking the mirror's registry API for the images
+    assert all(path.startswith(("/v1/", "/v2/")) for path in others), others
     assert _cache_files() == []
 
 
@@ -461,6 +495,7 @@ def test_import_tells_versions_of_one_name_apart(tmp_path: Path) -> None:
             version=version,
             url=f"https://example.invalid/v{version}/tool",
             sha256=sha256,
+            trust="pinned" if sha256 else "first-use",
             install=[{"path": "/usr/local/bin/tool"}],
         )
 

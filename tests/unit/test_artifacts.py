@@ -20,14 +20,7 @@ from labkit.scenario import Versions
 CATALOG = artifacts.load_catalog()
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 COMMIT = re.compile(r"\b[0-9a-f]{40}\b")
-K8S_SERVER_BINARIES = {
-    "kube-apiserver",
-    "kube-controller-manager",
-    "kube-scheduler",
-    "kubelet",
-    "kube-proxy",
-    "kubectl",
-}
+K8S_DOWNLOADS = {"kubernetes-server", "kubelet", "kubectl"}
 
 # Release download patterns from course.md.
 URL_PATTERNS = {
@@ -74,26 +67,35 @@ def _catalog_file(tmp_path: Path, *entries: dict[str, Any]) -> Path:
 
 @pytest.mark.parametrize("artifact", CATALOG.artifacts, ids=IDS)
 def test_entry_is_well_formed(artifact: Artifact) -> None:
-    pattern = URL_PATTERNS[artifact.component].format(v=artifact.version, name=artifact.name)
+    if artifact.name == "kubernetes-server":
+        pattern = f"https://dl.k8s.io/v{artifact.version}/kubernetes-server-linux-amd64.tar.gz"
+    else:
+        pattern = URL_PATTERNS[artifact.component].format(v=artifact.version, name=artifact.name)
     assert artifact.url == pattern
     assert artifact.source.strip()
-    if artifact.sha256:
-        assert HEX64.match(artifact.sha256)
+    if artifact.pinned:
         assert COMMIT.search(artifact.source), "a pin cites the commit it was taken from"
-        assert artifact.sha256_url is None
-    elif artifact.name == "flanneld":
-        assert artifact.sha256_url is None  # nothing published: recorded at first download
     else:
-        # no pin found: the project's own checksum file next to the download is checked instead
-        assert artifact.sha256_url == artifact.url + ".sha256"
+        assert artifact.name == "flanneld" and artifact.trust == "first-use"  # nothing published
     for item in artifact.install:
         assert item.path.startswith(("/usr/local/bin/", "/opt/cni/bin/"))
         assert item.mode == 0o755
 
 
 def test_only_flanneld_has_nothing_to_verify_against() -> None:
-    unverifiable = [a.name for a in CATALOG.artifacts if not a.sha256 and not a.sha256_url]
+    unverifiable = [a.name for a in CATALOG.artifacts if not a.pinned]
     assert unverifiable == ["flanneld"]
+
+
+def test_an_unpinned_entry_is_refused(tmp_path: Path) -> None:
+    """A checksum fetched next to the download (through the same mirror) proves nothing: no such entry."""
+    with pytest.raises(UsageError, match="invalid") as caught:
+        artifacts.load_catalog(_catalog_file(tmp_path, _entry(sha256="")))
+    assert "no pinned sha256 or sha512" in caught.value.message
+    with pytest.raises(UsageError, match="invalid"):
+        artifacts.load_catalog(_catalog_file(tmp_path, _entry(sha256_url="https://example.invalid/t.sha256")))
+    first_use = artifacts.load_catalog(_catalog_file(tmp_path, _entry(sha256="", trust="first-use")))
+    assert not first_use.artifacts[0].pinned
 
 
 def test_known_pins() -> None:
@@ -104,12 +106,21 @@ def test_known_pins() -> None:
     assert pins["cni-plugins/0.8.7"] == "977824932d5667c7a37aa6a3cbba40100a6873e7bd97e83e8be837e3e7afd0a8"
     assert pins["cni-plugins/1.1.1"] == "b275772da4026d2161bf8a8b41ed4786754c8a93ebfb6564006d5da7f23831e5"
     assert pins["etcd/3.4.14"] == "f57141d45ceb727a84e2f0bcd0b98934ea2ad2b59009be90d901710861601651"
+    server = CATALOG.get("kubernetes-server", "1.19.7")
+    assert server.sha512 == (
+        "1164b701494072f7d33edb4489d4697ffc93107ef8389dfdfbc9ab524f636dcf"
+        "948a5d36e676cd1f9502b26ad36a0e33700a94a2341a134b2304571c2f47aa89"
+    )
+    assert server.members == [
+        f"kubernetes/server/bin/{name}"
+        for name in ("kube-apiserver", "kube-controller-manager", "kube-scheduler", "kube-proxy")
+    ]
 
 
 def test_three_node_needs_the_whole_course() -> None:
     needed = artifacts.artifacts_for(_three_node_versions())
     names = {a.name for a in needed}
-    assert names == K8S_SERVER_BINARIES | {"etcd", "flanneld", "cni-plugins"}
+    assert names == K8S_DOWNLOADS | {"etcd", "flanneld", "cni-plugins"}
     etcd = CATALOG.get("etcd", "3.4.14")
     assert etcd.unpack == "tar"
     assert etcd.members == ["etcd-v3.4.14-linux-amd64/etcd", "etcd-v3.4.14-linux-amd64/etcdctl"]
@@ -242,23 +253,13 @@ def test_mirror_precedence(monkeypatch: pytest.MonkeyPatch) -> None:
 # ---- checksum files, lock file, missing ---------------------------------------------------------------------
 
 
-def test_parse_checksum_file() -> None:
-    digest = "b" * 64
-    assert artifacts.parse_checksum_file(f"{digest}\n", "kubelet") == digest
-    assert artifacts.parse_checksum_file(f"{digest}  kubelet\n", "kubelet") == digest
-    sums = f"{'c' * 64}  etcd-v3.4.14-darwin-amd64.zip\n{digest} *etcd-v3.4.14-linux-amd64.tar.gz\n"
-    assert artifacts.parse_checksum_file(sums, "etcd-v3.4.14-linux-amd64.tar.gz") == digest
-    assert artifacts.parse_checksum_file(sums, "other") is None
-    assert artifacts.parse_checksum_file("<html>not found</html>", "kubelet") is None
-
-
 def test_nothing_cached_in_a_fresh_home() -> None:
     versions = _three_node_versions()
     missing = artifacts.missing_artifacts(versions)
     assert {a.name for a in missing} == {a.name for a in artifacts.artifacts_for(versions)}
     error = artifacts.MissingArtifactsError(missing[:2], "three-node")
-    assert "kube-apiserver 1.19.7" in error.message
-    assert "https://dl.k8s.io/release/v1.19.7/bin/linux/amd64/kube-apiserver" in error.message
+    assert "kubernetes-server 1.19.7" in error.message
+    assert "https://dl.k8s.io/v1.19.7/kubernetes-server-linux-amd64.tar.gz" in error.message
     assert error.hint and "labkit artifacts fetch three-node" in error.hint
     assert "labkit artifacts import DIR" in error.hint
     assert error.exit_code == 3
@@ -269,7 +270,7 @@ def test_nothing_cached_in_a_fresh_home() -> None:
 def test_sha256_sources_before_anything_is_recorded() -> None:
     assert artifacts.sha256_source(CATALOG.get("kubelet")).startswith("pinned: kubespray")
     assert "trust on first use" in artifacts.sha256_source(CATALOG.get("flanneld"))
-    assert "published file" in artifacts.sha256_source(CATALOG.get("kube-proxy"))
+    assert artifacts.sha256_source(CATALOG.get("kubernetes-server")).startswith("pinned sha512: changelog")
     assert artifacts.expected_sha256(CATALOG.get("flanneld")) is None
     assert artifacts.lock_file().name == "artifacts.lock.json"
 
