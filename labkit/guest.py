@@ -12,6 +12,7 @@ import ipaddress
 import shlex
 from dataclasses import dataclass
 
+from labkit import paths
 from labkit.scenario import Node, Scenario
 
 NETWORKD_FILE = "/etc/systemd/network/20-labkit-lab.network"
@@ -22,26 +23,9 @@ AUTHORIZED_KEYS = "/home/vagrant/.ssh/authorized_keys"
 # installs this script and a drop-in: a missing or empty key is made again, atomically, and synced.
 HOSTKEY_SCRIPT = "/usr/local/sbin/labkit-ssh-hostkey"
 HOSTKEY_DROPIN = "/etc/systemd/system/labkit-ssh-hostkey.service.d/20-labkit-nonempty.conf"
-HOSTKEY_SCRIPT_TEXT = """#!/bin/sh
-# labkit: make the SSH ed25519 host key when it is missing or empty (a power cut after first boot left a
-# 0-byte key once); write it beside, sync, then rename into place, so a crash never leaves a broken key.
-set -eu
-key=/etc/ssh/ssh_host_ed25519_key
-if [ -s "$key" ]; then
-  if [ ! -s "$key.pub" ]; then  # the private key survived: keep it (its fingerprint is known), derive .pub
-    ssh-keygen -y -f "$key" > "$key.pub.labkit-new"
-    sync "$key.pub.labkit-new"
-    mv -f "$key.pub.labkit-new" "$key.pub"
-  fi
-else
-  rm -f "$key.labkit-new" "$key.labkit-new.pub"
-  ssh-keygen -q -t ed25519 -N "" -C "" -f "$key.labkit-new"
-  sync "$key.labkit-new" "$key.labkit-new.pub"
-  mv -f "$key.labkit-new.pub" "$key.pub"
-  mv -f "$key.labkit-new" "$key"
-fi
-sync
-"""
+# The same script is in the box (boxes/debian12/files), where the box's own unit runs it from the very first
+# boot; node set-up installs it too, for labs on boxes built before it was there.
+HOSTKEY_SCRIPT_TEXT = (paths.boxes_dir() / "debian12" / "files" / HOSTKEY_SCRIPT.lstrip("/")).read_text()
 HOSTKEY_DROPIN_TEXT = f"""# labkit: run when the key is missing or empty, not only when it does not exist
 [Unit]
 ConditionPathExists=
