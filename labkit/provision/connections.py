@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from fabric import Config, Connection
-from invoke.exceptions import CommandTimedOut
+from invoke.exceptions import CommandTimedOut, Failure, ThreadException
 from paramiko import AuthenticationException, SSHException
 from paramiko.hostkeys import HostKeys
 from paramiko.pkey import PKey
@@ -112,6 +112,19 @@ class NoHostKey(LabError):
 UNREACHABLE_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, SSHException, NodeUnreachable)
 """Exceptions that mean "the node did not answer" (``socket.timeout``, refused, no banner, closed transport);
 :func:`is_unreachable` excludes authentication and host-key refusals, which are answers."""
+
+
+REMOTE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    EOFError,
+    SSHException,
+    Failure,
+    ThreadException,
+    NodeUnreachable,
+)
+"""What a remote action raises for remote reasons: socket and SFTP errors (OSError), a transport closed under
+it (EOFError), paramiko's SSH errors, invoke's UnexpectedExit/CommandTimedOut (``Failure``) and I/O thread
+errors, and :class:`NodeUnreachable` (NodeTimeout included). Anything else out of a step or check is a bug in labkit and is not caught as the node's result."""
 
 
 def is_unreachable(exc: BaseException) -> bool:
@@ -249,8 +262,10 @@ class NodeConnection(Connection):  # type: ignore[misc]  # fabric is untyped
         except CommandTimedOut:
             answered = not fired.is_set() and self._answers()
             raise NodeTimeout(self.node, what, seconds, answered=answered) from None
-        except Exception as exc:
-            if fired.is_set():
+        except (
+            Exception
+        ) as exc:  # broad on purpose: every exception is re-raised, unchanged or as NodeTimeout
+            if fired.is_set():  # the watchdog closed the client under the call: whatever it raised means that
                 raise NodeTimeout(self.node, what, seconds, answered=False) from None
             if is_unreachable(exc) and not isinstance(exc, NodeUnreachable):
                 raise NodeUnreachable(self.node, what, f"{type(exc).__name__}: {exc}") from None
@@ -260,9 +275,13 @@ class NodeConnection(Connection):  # type: ignore[misc]  # fabric is untyped
 
     def _answers(self) -> bool:
         """Whether the node still opens a channel within a few seconds (a hung command vs a frozen node)."""
+        transport = self.transport
+        if transport is None or not transport.is_active():
+            self.client.close()
+            return False
         try:
-            channel = self.transport.open_session(timeout=LIVENESS_TIMEOUT)
-        except Exception:
+            channel = transport.open_session(timeout=LIVENESS_TIMEOUT)
+        except (SSHException, OSError, EOFError):
             self.client.close()
             return False
         channel.close()
@@ -301,7 +320,9 @@ class NodeConnection(Connection):  # type: ignore[misc]  # fabric is untyped
 
 
 def close_all(connections: Iterable[Any]) -> None:
-    """Close connections from another thread (Ctrl-C in the main thread): their blocked reads return."""
+    """Close connections from another thread (Ctrl-C in the main thread): their blocked reads return.
+    Best effort, broad on purpose: closing a half-dead paramiko client from another thread can raise anything,
+    and the caller is handling Ctrl-C, which a close error must not replace."""
     for conn in connections:
         with contextlib.suppress(Exception):
             conn.client.close()
@@ -375,6 +396,7 @@ def connect(
 __all__ = [
     "COMMAND_TIMEOUT",
     "CONNECT_TIMEOUT",
+    "REMOTE_ERRORS",
     "HostKeyChanged",
     "NoHostKey",
     "NodeConnection",
