@@ -23,6 +23,7 @@ name, like OpenSSH's ``HostKeyAlias``, since management IPs can change) and refu
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import shlex
 import socket
@@ -127,8 +128,27 @@ it (EOFError), paramiko's SSH errors, invoke's UnexpectedExit/CommandTimedOut (`
 errors, and :class:`NodeUnreachable` (NodeTimeout included). Anything else out of a step or check is a bug in labkit and is not caught as the node's result."""
 
 
+ANSWERED_ERRNOS = frozenset(
+    {
+        errno.EACCES,
+        errno.EPERM,
+        errno.ENOENT,
+        errno.EEXIST,
+        errno.EISDIR,
+        errno.ENOTDIR,
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EROFS,
+    }
+)
+"""OSErrors that are an answer, not silence: the node's SFTP server refused a file (permission denied, no such
+directory, disk full, ...) or a local file is missing. Reported as a failed step, never as "unreachable"."""
+
+
 def is_unreachable(exc: BaseException) -> bool:
     if isinstance(exc, (AuthenticationException, HostKeyChanged, NoHostKey)):
+        return False
+    if isinstance(exc, OSError) and exc.errno in ANSWERED_ERRNOS:
         return False
     return isinstance(exc, UNREACHABLE_ERRORS)
 
