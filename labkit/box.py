@@ -1341,7 +1341,9 @@ def _build_locked(
             timeout=900,
         )
         added = True
-    except BaseException:
+    except (
+        BaseException
+    ):  # Ctrl-C too: remove the half-built box (OSErrors of that suppressed), then re-raise
         log.note("build failed; cleaning up")
         if not added:
             with contextlib.suppress(OSError):

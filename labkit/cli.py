@@ -1,7 +1,8 @@
 """The ``labkit`` command line: parse, call the library, print. Nothing else lives here.
 
 Every LabkitError becomes one line on stderr (plus one line per scenario problem) and its exit code;
-``--debug`` shows the traceback instead.
+``--debug`` shows the traceback instead. Host errors (libvirt, SSH, disk full, read-only) become one line with
+a fix; any other exception is reported as an internal error (exit 70), with its traceback under ``--debug``.
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+import traceback
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,9 +18,17 @@ import typer
 from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
+from typer.exceptions import TyperException
 
 from labkit import __version__
-from labkit.errors import LabkitError, ScenarioError, UsageError
+from labkit.errors import (
+    INTERNAL_ERROR_EXIT,
+    LabkitError,
+    ScenarioError,
+    UsageError,
+    host_error_line,
+    internal_error_line,
+)
 from labkit.render import RenderOptions, default_management_network, write_vagrantfile
 from labkit.scenario import Scenario, available_scenarios, load_scenario
 from labkit.vagrant_keys import insecure_private_key
@@ -37,7 +47,11 @@ def _print_error(exc: LabkitError) -> None:
 
 
 class LabkitGroup(TyperGroup):
-    """Turns labkit's own errors into one-line messages and exit codes for every command and sub-command."""
+    """Turns labkit's own errors into one-line messages and exit codes for every command and sub-command.
+
+    Errors of the host and of the libraries labkit drives (libvirt, paramiko, the file system: disk full,
+    read-only, permission denied) become one line with a fix; any other exception is a bug in labkit: one
+    ``internal error`` line and exit 70. ``--debug`` shows the traceback."""
 
     def invoke(self, ctx: Any) -> Any:
         try:
@@ -52,6 +66,18 @@ class LabkitGroup(TyperGroup):
                 raise
             err.print("interrupted: run the same command again to finish, or `labkit destroy` to clean up")
             raise SystemExit(130) from None
+        except (TyperException, typer.Exit, typer.Abort):
+            raise  # the command line's own usage errors and exits: typer prints them
+        except Exception as exc:  # broad on purpose: nothing reaches the user as a bare traceback
+            if _debug:
+                traceback.print_exception(exc, file=sys.stderr)
+            known = host_error_line(exc)
+            if known is None:  # a bug in labkit, never "your check failed"
+                err.print(f"error: {internal_error_line(exc)}", markup=False)
+                raise SystemExit(INTERNAL_ERROR_EXIT) from None
+            line, code = known
+            err.print(f"error: {line}", markup=False)
+            raise SystemExit(code) from None
 
 
 app = typer.Typer(

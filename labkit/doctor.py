@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.accel import AccelChoice, detect_accel
-from labkit.errors import HostError
+from labkit.errors import HostError, LabkitError
 from labkit.paths import vagrant_home
 
 # Host RAM one VM costs, measured (docs/vm-lab.md): under TCG QEMU's translation cache adds ~1 GiB.
@@ -131,7 +131,7 @@ def _check_box(box: str) -> DoctorCheck:
         return DoctorCheck("box", False, f"box module missing ({exc})", None)
     try:
         names = _box_names(box_module.list_boxes())
-    except Exception as exc:  # a failing listing must not stop the other checks
+    except (LabkitError, OSError) as exc:  # a failing listing must not stop the other checks
         return DoctorCheck("box", False, f"cannot list boxes: {exc}", fix)
     if box not in names:
         have = ", ".join(sorted(names)) or "none"

@@ -173,7 +173,7 @@ def _write_state(state: HostState) -> None:
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException:  # Ctrl-C too: no temporary file left behind; the error itself goes on unchanged
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
@@ -637,8 +637,15 @@ def host_up(netns: str = DEFAULT_NETNS) -> HostState:
                 ensure_storage_pool(conn)
             finally:
                 conn.close()
-        except BaseException:
-            _teardown(state, force=True)
+        except BaseException:  # any failure, Ctrl-C too: undo what was started; the original error goes on
+            try:
+                _teardown(state, force=True)
+            except (
+                Exception
+            ) as cleanup:  # broad on purpose: a failed clean-up must not hide why host up failed
+                log.warning(
+                    "cleaning up after the failed host up failed too: %s: %s", type(cleanup).__name__, cleanup
+                )
             raise
         return state
 

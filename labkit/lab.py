@@ -44,6 +44,7 @@ from labkit.lock import lab_lock
 from labkit.paths import LabPaths
 from labkit.progress import LogReporter, Reporter
 from labkit.providers.vagrant_libvirt import BOOT_PHASES, VagrantLibvirt
+from labkit.provision.connections import REMOTE_ERRORS
 from labkit.provision.runner import StageReport
 from labkit.render import (
     LibvirtNetwork,
@@ -844,7 +845,7 @@ class Lab:
                     result = conn.run("sudo hwclock --hctosys && date +%s.%N")
                     host_now = time.time()
                 break
-            except Exception as exc:  # sshd not answering yet: paramiko raises many kinds
+            except REMOTE_ERRORS as exc:  # sshd not answering yet: refused, no banner, reset, timed out
                 if time.monotonic() > deadline:
                     raise LabError(
                         f"{node} did not answer SSH within {timeout:.0f} s after the revert "

@@ -468,12 +468,14 @@ def _vm_state_sizes(domains: dict[str, Any]) -> dict[str, int]:
 
 def disk_usage(domains: dict[str, Any]) -> int:
     """Bytes the lab's disks take on the host (their qcow2 files, snapshots included)."""
+    import libvirt
+
     total = 0
     for dom in domains.values():
         for path in domain_disk_paths(dom):
             try:
                 total += dom.blockInfo(path, 0)[2]
-            except Exception:  # a disk that vanished counts as nothing
+            except libvirt.libvirtError:  # a disk that vanished counts as nothing
                 continue
     return total
 

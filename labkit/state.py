@@ -76,7 +76,17 @@ class LabState:
 
 
 def write_state(path: Path, state: LabState) -> None:
-    """Write next to the target and rename, so a crash or Ctrl-C never leaves half a file."""
+    """Write next to the target and rename, so a crash or Ctrl-C never leaves half a file. An OSError (disk
+    full, read-only file system) names ``path``: a failed write of an open file carries no file name."""
+    try:
+        _write_state(path, state)
+    except OSError as exc:
+        if exc.errno is None or exc.filename == str(path):
+            raise
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc  # the same subclass, with the state's path
+
+
+def _write_state(path: Path, state: LabState) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".state-", suffix=".json")
     try:
@@ -86,7 +96,7 @@ def write_state(path: Path, state: LabState) -> None:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException:  # Ctrl-C too: no temporary file left behind; the error itself goes on unchanged
         Path(tmp).unlink(missing_ok=True)
         raise
 

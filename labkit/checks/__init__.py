@@ -34,6 +34,7 @@ from labkit.checks.kinds.port import PortArgs, PortListening
 from labkit.checks.kinds.service import ServiceArgs, ServiceStable
 from labkit.errors import UsageError
 from labkit.provision.connections import (
+    REMOTE_ERRORS,
     HostKeyChanged,
     NodeTimeout,
     NodeUnreachable,
@@ -144,8 +145,10 @@ def run_checks(
             seen = Observation(False, exc.outcome)  # the node answers but the probe hangs: a real failure
         except (HostKeyChanged, NoHostKey):
             raise  # a refusal to talk to the node at all: one error for the command, not a check result
-        except Exception as exc:
-            if not is_unreachable(exc):  # as before: what went wrong is what the check saw
+        except REMOTE_ERRORS as exc:
+            # only what the node or the connection raised; any other exception is a bug in labkit and goes up
+            # to the CLI as an internal error: never a failed check with the stage's hint, never un-verifying
+            if not is_unreachable(exc):  # the node answered: what went wrong is what the check saw
                 seen = Observation(False, f"{type(exc).__name__}: {exc}")
                 return _result(check, node, seen, variables, lang)
             silent[node.name] = f"{node.name} did not answer"

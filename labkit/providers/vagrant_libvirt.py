@@ -204,7 +204,7 @@ class VagrantLibvirt:
                         log.flush()
                         self._report(line.rstrip("\n"), on_progress)
                     returncode = proc.wait()
-            except BaseException:
+            except BaseException:  # Ctrl-C too: vagrant's process group is stopped, then the error goes on
                 stopped = stop_process_group(proc)
                 log.write(f"\n==== labkit: interrupted; vagrant (pid {proc.pid}) {stopped} ====\n")
                 log.flush()

@@ -23,6 +23,7 @@ name, like OpenSSH's ``HostKeyAlias``, since management IPs can change) and refu
 from __future__ import annotations
 
 import contextlib
+import errno
 import math
 import shlex
 import socket
@@ -34,7 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from fabric import Config, Connection
-from invoke.exceptions import CommandTimedOut
+from invoke.exceptions import CommandTimedOut, Failure, ThreadException
 from paramiko import AuthenticationException, SSHException
 from paramiko.hostkeys import HostKeys
 from paramiko.pkey import PKey
@@ -114,8 +115,40 @@ UNREACHABLE_ERRORS: tuple[type[BaseException], ...] = (OSError, EOFError, SSHExc
 :func:`is_unreachable` excludes authentication and host-key refusals, which are answers."""
 
 
+REMOTE_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    EOFError,
+    SSHException,
+    Failure,
+    ThreadException,
+    NodeUnreachable,
+)
+"""What a remote action raises for remote reasons: socket and SFTP errors (OSError), a transport closed under
+it (EOFError), paramiko's SSH errors, invoke's UnexpectedExit/CommandTimedOut (``Failure``) and I/O thread
+errors, and :class:`NodeUnreachable` (NodeTimeout included). Anything else out of a step or check is a bug in labkit and is not caught as the node's result."""
+
+
+ANSWERED_ERRNOS = frozenset(
+    {
+        errno.EACCES,
+        errno.EPERM,
+        errno.ENOENT,
+        errno.EEXIST,
+        errno.EISDIR,
+        errno.ENOTDIR,
+        errno.ENOSPC,
+        errno.EDQUOT,
+        errno.EROFS,
+    }
+)
+"""OSErrors that are an answer, not silence: the node's SFTP server refused a file (permission denied, no such
+directory, disk full, ...) or a local file is missing. Reported as a failed step, never as "unreachable"."""
+
+
 def is_unreachable(exc: BaseException) -> bool:
     if isinstance(exc, (AuthenticationException, HostKeyChanged, NoHostKey)):
+        return False
+    if isinstance(exc, OSError) and exc.errno in ANSWERED_ERRNOS:
         return False
     return isinstance(exc, UNREACHABLE_ERRORS)
 
@@ -249,8 +282,10 @@ class NodeConnection(Connection):  # type: ignore[misc]  # fabric is untyped
         except CommandTimedOut:
             answered = not fired.is_set() and self._answers()
             raise NodeTimeout(self.node, what, seconds, answered=answered) from None
-        except Exception as exc:
-            if fired.is_set():
+        except (
+            Exception
+        ) as exc:  # broad on purpose: every exception is re-raised, unchanged or as NodeTimeout
+            if fired.is_set():  # the watchdog closed the client under the call: whatever it raised means that
                 raise NodeTimeout(self.node, what, seconds, answered=False) from None
             if is_unreachable(exc) and not isinstance(exc, NodeUnreachable):
                 raise NodeUnreachable(self.node, what, f"{type(exc).__name__}: {exc}") from None
@@ -260,9 +295,13 @@ class NodeConnection(Connection):  # type: ignore[misc]  # fabric is untyped
 
     def _answers(self) -> bool:
         """Whether the node still opens a channel within a few seconds (a hung command vs a frozen node)."""
+        transport = self.transport
+        if transport is None or not transport.is_active():
+            self.client.close()
+            return False
         try:
-            channel = self.transport.open_session(timeout=LIVENESS_TIMEOUT)
-        except Exception:
+            channel = transport.open_session(timeout=LIVENESS_TIMEOUT)
+        except (SSHException, OSError, EOFError):
             self.client.close()
             return False
         channel.close()
@@ -301,7 +340,9 @@ class NodeConnection(Connection):  # type: ignore[misc]  # fabric is untyped
 
 
 def close_all(connections: Iterable[Any]) -> None:
-    """Close connections from another thread (Ctrl-C in the main thread): their blocked reads return."""
+    """Close connections from another thread (Ctrl-C in the main thread): their blocked reads return.
+    Best effort, broad on purpose: closing a half-dead paramiko client from another thread can raise anything,
+    and the caller is handling Ctrl-C, which a close error must not replace."""
     for conn in connections:
         with contextlib.suppress(Exception):
             conn.client.close()
@@ -375,6 +416,7 @@ def connect(
 __all__ = [
     "COMMAND_TIMEOUT",
     "CONNECT_TIMEOUT",
+    "REMOTE_ERRORS",
     "HostKeyChanged",
     "NoHostKey",
     "NodeConnection",

@@ -18,7 +18,7 @@ from labkit.artifacts import Catalog
 from labkit.errors import LabkitError, UsageError
 from labkit.progress import LogReporter, Reporter
 from labkit.provision.additions import Kept, with_additions
-from labkit.provision.connections import NodeUnreachable, interruptible
+from labkit.provision.connections import REMOTE_ERRORS, NodeUnreachable, interruptible
 from labkit.provision.kinds.base import Change, Conn, Result, StepContext, StepFailed, StepKind
 from labkit.provision.kinds.file import FileStep
 from labkit.provision.steps import for_node, node_variables, validate_stage
@@ -82,10 +82,11 @@ def _run_one(kind: StepKind, conn: Conn, ctx: StepContext, plan: bool, timeout: 
         return Result(ctx.node, kind.name, "failed", str(exc), exc.command, exc.output)
     except NodeUnreachable as exc:  # timed out or not answering: the message names node, step and fix
         return Result(ctx.node, kind.name, "failed", exc.short)
-    except LabkitError as exc:
+    except LabkitError as exc:  # raised on purpose by the kind (a missing artifact, ...): says what to do
         return Result(ctx.node, kind.name, "failed", str(exc))
-    except Exception as exc:  # SSH and socket errors: the node's result, not a crash of the whole stage
+    except REMOTE_ERRORS as exc:  # SSH, SFTP and socket errors: the node's result, not a crash of the stage
         return Result(ctx.node, kind.name, "failed", f"{type(exc).__name__}: {exc}")
+    # anything else (TypeError, KeyError, ...) is a bug in labkit: it propagates to the CLI's internal error
 
 
 def run_stage(

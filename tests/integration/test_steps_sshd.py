@@ -23,6 +23,7 @@ import pytest
 
 from labkit import artifacts
 from labkit.artifacts import Catalog
+from labkit.checks import run_checks
 from labkit.errors import UsageError
 from labkit.provision.connections import connect
 from labkit.provision.runner import run_stage
@@ -78,7 +79,16 @@ class Sshd:
 
 @pytest.fixture(scope="module")
 def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
-    d = tmp_path_factory.mktemp("sshd")
+    yield from run_sshd(tmp_path_factory.mktemp("sshd"))
+
+
+@pytest.fixture(scope="module")
+def read_only_sftp_sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
+    """An sshd whose SFTP server refuses every write (``internal-sftp -R``): uploads fail on the node."""
+    yield from run_sshd(tmp_path_factory.mktemp("sshd-ro"), sftp="internal-sftp -R")
+
+
+def run_sshd(d: Path, sftp: str = "internal-sftp") -> Iterator[Sshd]:
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "host_key")], check=True)
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(d / "client_key")], check=True)
     (d / "authorized_keys").write_text((d / "client_key.pub").read_text())
@@ -88,7 +98,7 @@ def sshd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Sshd]:
         f"Port {port}\nListenAddress 127.0.0.1\nHostKey {d / 'host_key'}\nPidFile {d / 'sshd.pid'}\n"
         f"AuthorizedKeysFile {d / 'authorized_keys'}\nPermitRootLogin prohibit-password\n"
         "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\nStrictModes no\n"
-        "Subsystem sftp internal-sftp\nMaxSessions 50\nMaxStartups 50\n"
+        f"Subsystem sftp {sftp}\nMaxSessions 50\nMaxStartups 50\n"
     )
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege separation directory
     proc = subprocess.Popen([str(SSHD), "-D", "-e", "-f", str(d / "sshd_config")], stderr=subprocess.DEVNULL)
@@ -398,3 +408,39 @@ def test_runner_parallel_only_and_stop_at_failure(conns: dict[str, Any], tmp_pat
     assert "boom" in report.summary() and "node2" in report.summary()
     assert not (root / "never").exists()
     assert "never" not in report.results.get("node1", {})
+
+
+# ---- remote failures stay the node's result (issue 11, item 12) -------------------------------------------
+
+
+def test_a_remote_sftp_error_is_a_failed_step_not_an_internal_error(
+    read_only_sftp_sshd: Sshd, tmp_path: Path
+) -> None:
+    conn = read_only_sftp_sshd.connect()
+    try:
+        steps = [{"name": "conf", "kind": "file", "args": {"path": f"{tmp_path}/conf", "content": "x\n"}}]
+        report = run_stage(scenario(steps), "s", {"node1": conn, "node2": conn}, nodes={"node1"})
+    finally:
+        conn.close()
+    assert report.failure is not None, report.summary()
+    assert report.failure.node == "node1" and report.failure.step == "conf"
+    assert "PermissionError" in report.failure.message  # what the node's SFTP server answered ...
+    assert "unreachable" not in report.failure.message  # ... so the node did answer
+    assert not (tmp_path / "conf").exists()
+
+
+def test_a_failing_check_on_a_real_node_carries_its_hint(conns: dict[str, Any], tmp_path: Path) -> None:
+    hint = "the file must exist: the install step writes it"
+    data = scenario([]).model_dump(mode="json", exclude_none=True)
+    data["stages"][0]["checks"] = [
+        {
+            "name": "present",
+            "kind": "command",
+            "on": ["node1"],
+            "args": {"run": f"test -e {tmp_path}/absent"},
+            "hint": hint,
+        }
+    ]
+    sc = Scenario.model_validate(data)
+    results = run_checks(sc, sc.stages[0], conns, {})
+    assert [(r.node, r.status, r.hint) for r in results] == [("node1", "fail", hint)]
