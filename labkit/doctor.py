@@ -170,11 +170,11 @@ def check_memory(vms: int, driver: str, meminfo: str) -> DoctorCheck:
     return DoctorCheck(name, True, detail)
 
 
-def _check_mmdebstrap() -> DoctorCheck:
-    path = shutil.which("mmdebstrap")
+def _check_tool(name: str, needed_for: str) -> DoctorCheck:
+    path = shutil.which(name)
     if path is None:
-        return DoctorCheck("mmdebstrap", False, "needed to build boxes", "apt-get install mmdebstrap")
-    return DoctorCheck("mmdebstrap", True, path)
+        return DoctorCheck(name, False, f"needed {needed_for}", f"apt-get install {name}")
+    return DoctorCheck(name, True, path)
 
 
 def run_doctor(vms: int = 3, box: str = "labkit/debian12") -> list[DoctorCheck]:
@@ -196,5 +196,6 @@ def run_doctor(vms: int = 3, box: str = "labkit/debian12") -> list[DoctorCheck]:
     except OSError:
         meminfo = ""
     checks.append(check_memory(vms, accel.driver, meminfo))
-    checks.append(_check_mmdebstrap())
+    checks.append(_check_tool("mmdebstrap", "to build boxes"))
+    checks.append(_check_tool("skopeo", "to fetch container images by digest (labkit artifacts fetch)"))
     return checks
