@@ -147,6 +147,16 @@ def test_power_cut_with_an_empty_host_key(scenario: Path) -> None:
         NODE, "sudo sh -c ': > /etc/ssh/ssh_host_ed25519_key; : > /etc/ssh/ssh_host_ed25519_key.pub; sync'"
     ).ok
     _power_cut()
+    # The VM comes back with a key made again from the empty one: a changed host key, which labkit refuses
+    # (it cannot tell a lost key from another machine answering), saying what to do.
+    refused = labkit_cli("up", str(scenario), "--name", LAB, "--json", check=False, timeout=900)
+    assert refused.returncode != 0, refused.stdout
+    assert "presented host key" in refused.stderr and f"remove the line for {NODE}" in refused.stderr, (
+        refused.stderr
+    )
+    # what the message says: forget the old key, `labkit up` records the new one
+    forget = ["ssh-keygen", "-R", NODE, "-f", str(lab.paths.known_hosts)]
+    subprocess.run(forget, check=True, capture_output=True, timeout=60)
     _up(scenario)
     _assert_back(lab)
     assert lab.run(NODE, "sudo test -s /etc/ssh/ssh_host_ed25519_key.pub").ok
