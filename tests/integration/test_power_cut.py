@@ -49,6 +49,9 @@ def scenario(libvirt_host: HostState | None, tmp_path_factory: pytest.TempPathFa
     cri.pop("guide", None)
     for item in cri["steps"] + cri["checks"]:
         item["on"] = item.pop(True, item.get("on"))  # YAML 1.1 reads the key `on` as true
+    # the sandbox image cannot be fetched here (and test_images_vm covers loading one): Docker alone is enough
+    # to see a solved stage survive a power cut
+    cri["steps"] = [step for step in cri["steps"] if step["kind"] != "image"]
     data["stages"] = [cri]
     directory = tmp_path_factory.mktemp("power-cut")
     (directory / "scenario.yaml").write_text(yaml.safe_dump(data))
