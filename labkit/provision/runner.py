@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from labkit.artifacts import Catalog
+from labkit.artifacts import Artifact, Catalog, MissingArtifactsError
 from labkit.errors import LabkitError, UsageError
+from labkit.image_refs import Image
 from labkit.progress import LogReporter, Reporter
 from labkit.provision.additions import Kept, with_additions
 from labkit.provision.connections import REMOTE_ERRORS, NodeUnreachable, interruptible
@@ -140,14 +141,24 @@ def run_stage(
         variables = {**(context or {}), "node": node_variables(scenario, name, context)}
         contexts[name] = StepContext(name, variables, scenario_dir or scenario.directory, catalog)
 
-    # everything that can fail on the host fails here, before any node is touched
+    # everything that can fail on the host fails here, before any node is touched; every missing artifact and
+    # image of the stage is named at once, not the first step's alone
     built: dict[tuple[str, str], StepKind] = {}
+    missing_artifacts: list[Artifact] = []
+    missing_images: list[Image] = []
     for step, step_nodes in targets:
         for name in step_nodes:
             kind = for_node(stage, step, contexts[name])
-            kind.preflight(contexts[name])
+            try:
+                kind.preflight(contexts[name])
+            except MissingArtifactsError as exc:
+                missing_artifacts += [a for a in exc.artifacts if a not in missing_artifacts]
+                missing_images += [i for i in exc.images if i not in missing_images]
+                continue
             _refuse_removed_kubelet_flags(scenario, stage, kind, contexts[name])
             built[(step.name, name)] = kind
+    if missing_artifacts or missing_images:
+        raise MissingArtifactsError(missing_artifacts, scenario.name, images=missing_images)
 
     report = StageReport(stage.name, plan, [s.name for s in steps], kept=kept)
     reporter.start(involved, len(targets))
