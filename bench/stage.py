@@ -30,7 +30,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from labkit.host import enter_host_namespace  # noqa: E402
+from labkit.hostsetup.hostmode import enter_host_namespace  # noqa: E402
 from labkit.lab import Lab, destroy_by_name  # noqa: E402
 from labkit.progress import LogReporter  # noqa: E402
 from tests.integration.artifact_server import serve_artifacts  # noqa: E402

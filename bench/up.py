@@ -20,13 +20,13 @@ import time
 from pathlib import Path
 
 from labkit import paths
-from labkit.accel import detect_accel
-from labkit.host import enter_host_namespace, libvirt_connect
+from labkit.hostsetup.accel import detect_accel
+from labkit.hostsetup.hostmode import enter_host_namespace, libvirt_connect
 from labkit.lab import Lab, destroy_by_name
-from labkit.libvirt_lab import destroy_lab
+from labkit.machines.domains import destroy_lab
+from labkit.machines.providers.vagrant_libvirt import vagrant_env
+from labkit.model.scenario import load_scenario
 from labkit.progress import LogReporter
-from labkit.providers.vagrant_libvirt import vagrant_env
-from labkit.scenario import load_scenario
 
 BASELINE_LAB = "bench-vagrant"
 LABKIT_LAB = "bench-labkit"

@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from labkit.host import (
+from labkit.hostsetup.hostmode import (
     HostState,
     enter_host_namespace,
     find_libvirtd,

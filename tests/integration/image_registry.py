@@ -214,7 +214,7 @@ def serve_test_image(
 ) -> Iterator[ServedImage]:
     """The test image built, pushed into a loopback registry under its registry-host-first repository (as
     labkit's mirror mapping asks for it), and a test catalog pinning the digest the registry serves."""
-    from labkit.image_refs import parse_reference
+    from labkit.model.image_refs import parse_reference
 
     ref = parse_reference(reference)
     archive = workdir / "built" / "testbox.tar"

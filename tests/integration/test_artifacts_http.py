@@ -451,7 +451,7 @@ def test_import_ignores_checksum_files_and_records_first_use(catalog: Catalog, t
 
 
 def test_cli_import_refuses_debian_etcd_against_the_shipped_pin(releases: Releases, tmp_path: Path) -> None:
-    from labkit.cli_artifacts import app
+    from labkit.cli.artifacts import app
 
     downloads = tmp_path / "downloads"
     downloads.mkdir()
@@ -465,7 +465,7 @@ def test_cli_import_refuses_debian_etcd_against_the_shipped_pin(releases: Releas
 
 def test_cli_fetch_reports_every_failure(releases: Releases, mirror: Mirror) -> None:
     """`labkit artifacts fetch` over the shipped catalog, against a mirror that only has a non-release etcd."""
-    from labkit.cli_artifacts import app
+    from labkit.cli.artifacts import app
 
     shipped = artifacts.load_catalog()
     mirror.serve(shipped.get("etcd").url, releases.etcd_tar)

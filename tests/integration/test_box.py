@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from labkit import box, paths
+from labkit import paths
+from labkit.hostsetup import box
 
 pytestmark = pytest.mark.vm
 

@@ -14,11 +14,10 @@ from collections.abc import Iterator
 
 import pytest
 
-from labkit import images
-from labkit.artifacts import artifacts_for, cached_path, describe_missing, load_catalog
-from labkit.host import HostState
+from labkit.artifacts import artifacts_for, cached_path, describe_missing, images, load_catalog
+from labkit.hostsetup.hostmode import HostState
 from labkit.lab import destroy_by_name
-from labkit.scenario import load_scenario
+from labkit.model.scenario import load_scenario
 
 from ..conftest import USER_ARTIFACT_STORE
 from .lab_helpers import labkit_cli

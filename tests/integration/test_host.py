@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from labkit.errors import HostError
-from labkit.host import (
+from labkit.hostsetup.hostmode import (
     PIDFILES,
     HostState,
     enter_host_namespace,

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from labkit.host import PIDFILES, HostState, host_state, libvirt_connect
+from labkit.hostsetup.hostmode import PIDFILES, HostState, host_state, libvirt_connect
 from labkit.lab import Lab
-from labkit.libvirt_lab import domain_state, lab_domains
+from labkit.machines.domains import domain_state, lab_domains
 
 from .lab_helpers import NODES, labkit_cli
 

@@ -12,10 +12,10 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from labkit import artifacts, images, offline
-from labkit.artifacts import active_catalog
+from labkit import artifacts
+from labkit.artifacts import active_catalog, images, offline
 from labkit.errors import HostError
-from labkit.image_refs import read_archive
+from labkit.model.image_refs import read_archive
 
 from .image_registry import SOURCE_NOTE, TEST_REFERENCE, ServedImage, missing_tools, serve_test_image
 
@@ -55,7 +55,7 @@ def test_fetch_through_the_mirror_pulls_by_digest_and_records_the_archive(
 
 
 def test_list_names_the_image_with_its_digest(home: Path, served: ServedImage) -> None:
-    from labkit.cli_artifacts import app
+    from labkit.cli.artifacts import app
 
     images.fetch(active_catalog().image(NAME), mirror=served.registry.url)
     result = CliRunner().invoke(app, ["list", "--json"])
@@ -117,7 +117,7 @@ def test_export_then_import_on_another_host_round_trips_verified(
 
     monkeypatch.setenv("LABKIT_HOME", str(tmp_path / "offline-home"))  # the offline host
     assert images.cached(image) is None
-    from labkit.cli_artifacts import app
+    from labkit.cli.artifacts import app
 
     result = CliRunner().invoke(app, ["import", str(export), "--json"])
     assert result.exit_code == 0, result.output

@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from labkit.host import libvirt_connect
+from labkit.hostsetup.hostmode import libvirt_connect
 from labkit.lab import Lab
-from labkit.libvirt_lab import lab_domains
+from labkit.machines.domains import lab_domains
 
 from .lab_helpers import IPS, LAB, NODES, labkit_cli
 
@@ -62,7 +62,7 @@ def test_lab_key_replaced_vagrants_insecure_key(three_node_up: Up) -> None:
     for node in NODES:
         keys = lab.run(node, "cat ~/.ssh/authorized_keys").stdout.strip().splitlines()
         assert keys == [public]
-    from labkit.vagrant_keys import insecure_private_key
+    from labkit.machines.vagrant_keys import insecure_private_key
 
     insecure = insecure_private_key()
     assert insecure is not None

@@ -21,12 +21,12 @@ from typing import Any
 import pytest
 import yaml
 
-from labkit.host import HostState, libvirt_connect
+from labkit.hostsetup.hostmode import HostState, libvirt_connect
 from labkit.lab import Lab, destroy_by_name
-from labkit.libvirt_lab import domain_state, lab_domains
 from labkit.lock import lab_lock
+from labkit.machines.domains import domain_state, lab_domains
+from labkit.model.scenario import load_scenario
 from labkit.paths import LabPaths
-from labkit.scenario import load_scenario
 
 from .lab_helpers import labkit_cli
 

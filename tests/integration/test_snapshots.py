@@ -11,11 +11,11 @@ import time
 import pytest
 
 from labkit.errors import LabError, UsageError
-from labkit.host import libvirt_connect
+from labkit.hostsetup.hostmode import libvirt_connect
 from labkit.lab import Lab
-from labkit.libvirt_lab import lab_domains
 from labkit.lock import lab_lock
-from labkit.snapshots import SnapshotRecord, now, take_set
+from labkit.machines.domains import lab_domains
+from labkit.machines.snapshots import SnapshotRecord, now, take_set
 
 from .lab_helpers import IPS, NODES, labkit_cli
 
@@ -182,9 +182,9 @@ def _keep_counts(lab: Lab) -> dict[str, int]:
 
 KILL_DURING_TAKE = """
 import os, signal, sys
-from labkit.host import libvirt_connect
-from labkit.libvirt_lab import lab_domains
-from labkit.snapshots import SnapshotRecord, now, take_set
+from labkit.hostsetup.hostmode import libvirt_connect
+from labkit.machines.domains import lab_domains
+from labkit.machines.snapshots import SnapshotRecord, now, take_set
 
 lab, how, nodes = sys.argv[1], sys.argv[2], sys.argv[3:]
 domains = lab_domains(libvirt_connect(), lab, nodes)

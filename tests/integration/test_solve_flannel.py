@@ -16,11 +16,11 @@ from typing import Any
 import pytest
 
 from labkit import artifacts
-from labkit.guides import guide_context
+from labkit.kinds.compile import build_for_nodes, node_variables
+from labkit.kinds.guides import guide_context
+from labkit.kinds.steps.base import StepContext
+from labkit.kinds.steps.file import FileStep
 from labkit.lab import Lab
-from labkit.provision.kinds.base import StepContext
-from labkit.provision.kinds.file import FileStep
-from labkit.provision.steps import build_for_nodes, node_variables
 
 from .artifact_server import ServedArtifacts, missing_binaries, serve_artifacts
 from .lab_helpers import IPS, NODES, labkit_cli

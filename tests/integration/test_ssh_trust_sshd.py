@@ -19,16 +19,16 @@ from typing import Any
 
 import pytest
 
-from labkit.checks import run_checks
-from labkit.provision.connections import (
+from labkit.kinds.checks import run_checks
+from labkit.lab.solving import run_stage
+from labkit.machines.connections import (
     WATCHDOG_GRACE,
     HostKeyChanged,
     NodeHostKeys,
     NodeUnreachable,
     connect,
 )
-from labkit.provision.runner import run_stage
-from labkit.scenario import Scenario
+from labkit.model.scenario import Scenario
 
 from .test_steps_sshd import SSHD, free_port, stop, wait_port
 
@@ -265,9 +265,9 @@ def test_a_hung_check_on_a_live_node_is_a_failed_check_with_its_hint(node: Node)
 CTRL_C = """
 import sys, time
 from pathlib import Path
-from labkit.provision.connections import connect
-from labkit.provision.runner import run_stage
-from labkit.scenario import Scenario
+from labkit.machines.connections import connect
+from labkit.lab.solving import run_stage
+from labkit.model.scenario import Scenario
 sys.path.insert(0, sys.argv[3])
 from tests.integration.test_ssh_trust_sshd import scenario
 sc = scenario({"steps": [{"name": "hang", "kind": "command", "args": {"run": "sleep 120"}}]})

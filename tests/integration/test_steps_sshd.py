@@ -23,11 +23,11 @@ import pytest
 
 from labkit import artifacts
 from labkit.artifacts import Catalog
-from labkit.checks import run_checks
 from labkit.errors import UsageError
-from labkit.provision.connections import connect
-from labkit.provision.runner import run_stage
-from labkit.scenario import Scenario
+from labkit.kinds.checks import run_checks
+from labkit.lab.solving import run_stage
+from labkit.machines.connections import connect
+from labkit.model.scenario import Scenario
 
 SSHD = Path("/usr/sbin/sshd")
 ETCD = Path("/usr/bin/etcd")

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from labkit.host import libvirt_connect
+from labkit.hostsetup.hostmode import libvirt_connect
 from labkit.lab import Lab
-from labkit.libvirt_lab import lab_domains
+from labkit.machines.domains import lab_domains
 
 from .lab_helpers import LAB, labkit_cli
 

@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from labkit import artifacts
-from labkit.host import HostState, libvirt_connect
+from labkit.hostsetup.hostmode import HostState, libvirt_connect
 from labkit.lab import destroy_by_name
-from labkit.libvirt_lab import labs_in_libvirt
+from labkit.machines.domains import labs_in_libvirt
 
 from .lab_helpers import labkit_cli
 

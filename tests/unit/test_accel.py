@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from labkit.accel import AccelChoice, detect_accel
 from labkit.errors import UsageError
+from labkit.hostsetup.accel import AccelChoice, detect_accel
 
 
 def fake_host(tmp_path: Path, *modules: str, dev: bool = True, mode: int = 0o600) -> tuple[Path, Path]:
@@ -65,13 +65,13 @@ def test_dev_kvm_without_module(tmp_path: Path) -> None:
 def test_group_writable_dev_counts_for_libvirt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A user in group libvirt but not kvm: libvirt's QEMU opens /dev/kvm, so kvm is still right."""
     sysfs, dev = fake_host(tmp_path, "kvm_amd", mode=0o660)
-    monkeypatch.setattr("labkit.accel.os.access", lambda *_a, **_k: False)
+    monkeypatch.setattr("labkit.hostsetup.accel.os.access", lambda *_a, **_k: False)
     assert detect_accel(sysfs_root=sysfs, dev_kvm=dev).driver == "kvm"
 
 
 def test_inaccessible_dev(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     sysfs, dev = fake_host(tmp_path, "kvm_intel", mode=0o600)
-    monkeypatch.setattr("labkit.accel.os.access", lambda *_a, **_k: False)
+    monkeypatch.setattr("labkit.hostsetup.accel.os.access", lambda *_a, **_k: False)
     choice = detect_accel(sysfs_root=sysfs, dev_kvm=dev)
     assert choice.driver == "qemu"
     assert "not read-write" in choice.reason

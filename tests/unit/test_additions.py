@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from labkit.errors import UsageError
-from labkit.guides import guide_context
-from labkit.provision.additions import Kept, with_additions
-from labkit.provision.runner import run_stage
-from labkit.scenario import Scenario, load_scenario
+from labkit.kinds.guides import guide_context
+from labkit.lab.additions import Kept, with_additions
+from labkit.lab.solving import run_stage
+from labkit.model.scenario import Scenario, load_scenario
 from labkit.state import LabState
 from tests.unit.recorded import Out
 from tests.unit.scenario_factory import scenario_data, write_scenario

@@ -15,7 +15,7 @@ from typer.testing import CliRunner
 from labkit import artifacts
 from labkit.artifacts import Artifact, Catalog
 from labkit.errors import UsageError
-from labkit.scenario import Versions
+from labkit.model.scenario import Versions
 
 CATALOG = artifacts.load_catalog()
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
@@ -140,7 +140,7 @@ def test_unknown_version_names_it_and_lists_known_ones() -> None:
         artifacts.artifacts_for(versions)
     assert "etcd 3.5.0" in caught.value.message
     assert "known: 3.4.14" in caught.value.message
-    assert caught.value.hint and "artifacts_catalog.yaml" in caught.value.hint
+    assert caught.value.hint and "artifacts/catalog.yaml" in caught.value.hint
 
 
 def test_every_unknown_version_is_reported_at_once() -> None:
@@ -291,7 +291,7 @@ def test_extract_of_an_uncached_artifact_says_how_to_provide_it() -> None:
 
 
 def test_cli_list_json() -> None:
-    from labkit.cli_artifacts import app
+    from labkit.cli.artifacts import app
 
     result = CliRunner().invoke(app, ["list", "--json"])
     assert result.exit_code == 0, result.output
@@ -308,7 +308,7 @@ def test_cli_list_json() -> None:
 
 
 def test_cli_commands_have_help() -> None:
-    from labkit.cli_artifacts import app
+    from labkit.cli.artifacts import app
 
     group: Any = typer.main.get_command(app)
     assert set(group.commands) == {"list", "fetch", "import", "export"}

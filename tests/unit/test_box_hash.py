@@ -1,4 +1,4 @@
-"""Pure logic of labkit.box: the definition's content hash, the box version scheme, apt source parsing."""
+"""Pure logic of labkit.hostsetup.box: the definition's content hash, the box version scheme, apt source parsing."""
 
 from __future__ import annotations
 
@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from labkit import box, paths
+from labkit import paths
+from labkit.hostsetup import box
 
 
 def _definition(root: Path) -> Path:

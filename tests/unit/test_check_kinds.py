@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from labkit.checks import (
+from labkit.errors import UsageError
+from labkit.kinds.checks import (
     KINDS,
     CheckResult,
     FileArgs,
@@ -28,8 +29,7 @@ from labkit.checks import (
     build,
     run_checks,
 )
-from labkit.errors import UsageError
-from labkit.scenario import Check, Scenario, Stage
+from labkit.model.scenario import Check, Scenario, Stage
 from tests.unit.recorded import Out, Replay
 from tests.unit.scenario_factory import scenario_data
 
@@ -428,14 +428,16 @@ class FakeLab:
 
 def _cli(monkeypatch: pytest.MonkeyPatch, lab: FakeLab, *argv: str) -> Any:
     import labkit.cli
-    import labkit.guides
+    import labkit.kinds.guides
     import labkit.lab
     from labkit.cli import app
 
     monkeypatch.setattr(labkit.lab.Lab, "load", staticmethod(lambda name=None: lab))
     monkeypatch.setattr(labkit.cli, "_enter_host_namespace", lambda: None)
     monkeypatch.setattr(
-        labkit.guides, "checklist", lambda *a, **k: ["flannel により何ができるようになった？", "CNI とは？"]
+        labkit.kinds.guides,
+        "checklist",
+        lambda *a, **k: ["flannel により何ができるようになった？", "CNI とは？"],
     )
     return CliRunner().invoke(app, ["check", *argv])
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from labkit.checks import (
+from labkit.kinds.checks import (
     CommandArgs,
     CommandCheck,
     EtcdKey,
@@ -15,7 +15,7 @@ from labkit.checks import (
     ServiceStable,
     hint_text,
 )
-from labkit.scenario import Guide
+from labkit.model.scenario import Guide
 from tests.unit.recorded import Out, Replay
 
 SS = """LISTEN 0      4096   192.168.56.11:2379      0.0.0.0:*

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from labkit.doctor import _box_names, check_memory, mem_available_mib, parse_plugin_list
+from labkit.hostsetup.doctor import _box_names, check_memory, mem_available_mib, parse_plugin_list
 
 MEMINFO = "MemTotal:       24684092 kB\nMemFree:        24201304 kB\nMemAvailable:    4194304 kB\n"
 

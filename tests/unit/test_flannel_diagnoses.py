@@ -15,8 +15,8 @@ from typing import Any
 
 import pytest
 
-from labkit.checks import FlannelArgs, FlannelCheck
-from labkit.checks.diagnoses.flannel import (
+from labkit.kinds.checks import FlannelArgs, FlannelCheck
+from labkit.kinds.diagnoses.flannel import (
     SPECS,
     Expectations,
     diagnose,

@@ -11,12 +11,12 @@ from typing import Any
 
 import pytest
 
-from labkit.checks import PodIps, PodIpsArgs, build
-from labkit.guides import guide_context
-from labkit.provision.kinds.base import StepContext
-from labkit.provision.kinds.command import CommandStep
-from labkit.provision.steps import build_for_nodes, node_variables, render_args
-from labkit.scenario import load_scenario
+from labkit.kinds.checks import PodIps, PodIpsArgs, build
+from labkit.kinds.compile import build_for_nodes, node_variables, render_args
+from labkit.kinds.guides import guide_context
+from labkit.kinds.steps.base import StepContext
+from labkit.kinds.steps.command import CommandStep
+from labkit.model.scenario import load_scenario
 from tests.unit.recorded import Out, Replay
 
 # `kubectl get pod -l app=hello-world -o custom-columns=NAME:...,IP:... --no-headers` after chapter 08: three

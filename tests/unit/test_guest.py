@@ -6,8 +6,8 @@ import base64
 import subprocess
 from pathlib import Path
 
-from labkit.guest import configure_script, hosts_file, networkd_file, parse_output, remote_command
-from labkit.scenario import load_scenario
+from labkit.machines.guest import configure_script, hosts_file, networkd_file, parse_output, remote_command
+from labkit.model.scenario import load_scenario
 
 
 def test_hosts_file_lists_every_node_by_lab_ip() -> None:
@@ -41,7 +41,7 @@ def test_parse_output() -> None:
 
 
 def _run_hostkey_script(tmp_path: Path) -> Path:
-    from labkit.guest import HOSTKEY_SCRIPT_TEXT
+    from labkit.machines.guest import HOSTKEY_SCRIPT_TEXT
 
     key = tmp_path / "ssh_host_ed25519_key"
     script = HOSTKEY_SCRIPT_TEXT.replace("/etc/ssh/ssh_host_ed25519_key", str(key))
@@ -66,7 +66,7 @@ def test_hostkey_script_remakes_an_empty_key_and_keeps_a_good_one(tmp_path: Path
 
 
 def test_node_setup_installs_the_hostkey_dropin() -> None:
-    from labkit.guest import HOSTKEY_DROPIN, HOSTKEY_DROPIN_TEXT, HOSTKEY_SCRIPT
+    from labkit.machines.guest import HOSTKEY_DROPIN, HOSTKEY_DROPIN_TEXT, HOSTKEY_SCRIPT
 
     s = load_scenario("three-node")
     script = configure_script(s.nodes[0], s, "52:54:00:aa:bb:cc", "ssh-ed25519 AAAA labkit-x")

@@ -9,14 +9,14 @@ from pathlib import Path
 import pytest
 
 from labkit.errors import LabkitError, UsageError
-from labkit.guides import (
+from labkit.kinds.guides import (
     checklist,
     default_language,
     guide_context,
     parse_checklist,
     render_guide,
 )
-from labkit.scenario import Scenario, load_scenario
+from labkit.model.scenario import Scenario, load_scenario
 from labkit.state import LabState, NodeState
 from tests.unit.scenario_factory import scenario_data, write_scenario
 

@@ -8,7 +8,15 @@ from pathlib import Path
 import pytest
 
 from labkit.errors import HostError
-from labkit.host import Daemon, HostState, _proc_stat, _qemu_user, host_state, qemu_needs_root, state_file
+from labkit.hostsetup.hostmode import (
+    Daemon,
+    HostState,
+    _proc_stat,
+    _qemu_user,
+    host_state,
+    qemu_needs_root,
+    state_file,
+)
 
 
 @pytest.fixture(autouse=True)

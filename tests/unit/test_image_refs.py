@@ -15,7 +15,8 @@ import yaml
 
 from labkit import artifacts
 from labkit.errors import UsageError
-from labkit.image_refs import (
+from labkit.kinds.steps.image import ImageArgs
+from labkit.model.image_refs import (
     ImageRef,
     ImageRefError,
     parse_archive_manifest,
@@ -24,8 +25,7 @@ from labkit.image_refs import (
     read_archive,
     same_image,
 )
-from labkit.provision.kinds.image import ImageArgs
-from labkit.scenario import Images, load_scenario
+from labkit.model.scenario import Images, load_scenario
 
 DIGEST = "sha256:" + "ab" * 32
 

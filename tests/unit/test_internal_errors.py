@@ -18,16 +18,16 @@ from invoke.exceptions import UnexpectedExit
 from invoke.runners import Result as InvokeResult
 from typer.testing import CliRunner
 
-from labkit import checks
-from labkit.checks.base import Conn
-from labkit.checks.kinds.service import ServiceStable
 from labkit.cli import app
 from labkit.errors import INTERNAL_ERROR_EXIT, host_error_line
+from labkit.kinds import checks
+from labkit.kinds.checks.base import Conn
+from labkit.kinds.checks.service import ServiceStable
+from labkit.kinds.steps.command import CommandStep
 from labkit.lab import Lab
+from labkit.lab.solving import run_stage
+from labkit.model.scenario import load_scenario
 from labkit.paths import LabPaths
-from labkit.provision.kinds.command import CommandStep
-from labkit.provision.runner import run_stage
-from labkit.scenario import load_scenario
 from labkit.state import LabState, NodeState, read_state, write_state
 
 from .scenario_factory import scenario_data, write_scenario
@@ -86,7 +86,7 @@ def lab(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LabPaths:
     )
     paths = LabPaths.for_lab("t")
     write_state(paths.state, state)
-    monkeypatch.setattr("labkit.host.enter_host_namespace", lambda: None)
+    monkeypatch.setattr("labkit.hostsetup.hostmode.enter_host_namespace", lambda: None)
     monkeypatch.setattr(Lab, "_connection", lambda self, node, *a, **k: Node())
     return paths
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from labkit.libvirt_lab import lab_domains
+from labkit.machines.domains import lab_domains
 
 
 @dataclass

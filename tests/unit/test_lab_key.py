@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from labkit.errors import HostError
+from labkit.machines.sshkeys import ensure_lab_key, forget_lab_key
 from labkit.paths import LabPaths, labkit_home
-from labkit.sshkeys import ensure_lab_key, forget_lab_key
 
 
 @pytest.fixture

@@ -11,8 +11,8 @@ import pytest
 from labkit.errors import UsageError
 from labkit.lab import Lab
 from labkit.lock import lab_lock
-from labkit.scenario import load_scenario
-from labkit.snapshots import SnapshotRecord, SnapshotSet
+from labkit.machines.snapshots import SnapshotRecord, SnapshotSet
+from labkit.model.scenario import load_scenario
 from labkit.state import LabState, NodeState, read_state, write_state
 
 from .scenario_factory import scenario_data, write_scenario

@@ -30,7 +30,7 @@ def test_wheel_ships_templates_and_scenarios(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     assert "labkit/data/Vagrantfile.j2" in names
     assert "labkit/data/scenarios/three-node/scenario.yaml" in names
-    assert "labkit/artifacts_catalog.yaml" in names
+    assert "labkit/artifacts/catalog.yaml" in names
     assert "labkit/data/boxes/debian12/box.yaml" in names
 
 

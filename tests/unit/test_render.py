@@ -8,14 +8,14 @@ from pathlib import Path
 import jinja2
 import pytest
 
-from labkit.render import (
+from labkit.machines.vagrantfile import (
     RenderOptions,
     default_management_network,
     make_environment,
     render_vagrantfile,
     ruby_string,
 )
-from labkit.scenario import load_scenario
+from labkit.model.scenario import load_scenario
 
 from .scenario_factory import scenario_data, write_scenario
 

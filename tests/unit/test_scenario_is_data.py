@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from labkit import sandbox
 from labkit.errors import ScenarioError, UsageError
-from labkit.guides import render_guide
-from labkit.provision.kinds.file import render_template
-from labkit.scenario import load_scenario
+from labkit.kinds.guides import render_guide
+from labkit.kinds.steps.file import render_template
+from labkit.model import sandbox
+from labkit.model.scenario import load_scenario
 
 from .scenario_factory import scenario_data, write_scenario
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from labkit.scenario import load_scenario, parse_memory_mib
+from labkit.model.scenario import load_scenario, parse_memory_mib
 
 
 def test_topology() -> None:

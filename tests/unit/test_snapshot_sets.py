@@ -1,4 +1,4 @@
-"""Snapshot sets as generations (labkit.snapshots): the swap and the clean-up logic, on fake domains.
+"""Snapshot sets as generations (labkit.machines.snapshots): the swap and the clean-up logic, on fake domains.
 
 The fakes only keep snapshot XML per name, as libvirt's metadata does; the vm tests run the same code on real
 libvirt (tests/integration/test_snapshots.py)."""
@@ -13,7 +13,7 @@ import libvirt
 import pytest
 
 from labkit.errors import LabError
-from labkit.snapshots import (
+from labkit.machines.snapshots import (
     SnapshotRecord,
     cleanup_sets,
     delete_set,

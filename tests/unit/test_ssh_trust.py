@@ -9,13 +9,13 @@ from typing import Any
 import pytest
 from paramiko import Ed25519Key
 
-from labkit.checks import CheckResult
 from labkit.errors import ScenarioError
+from labkit.kinds.checks import CheckResult
+from labkit.machines.connections import HostKeyChanged, NodeHostKeys, NoHostKey
+from labkit.machines.snapshots import SnapshotRecord
+from labkit.machines.sshkeys import ssh_config_text
+from labkit.model.scenario import CHECK_TIMEOUT, STEP_TIMEOUT, load_scenario
 from labkit.paths import LabPaths
-from labkit.provision.connections import HostKeyChanged, NodeHostKeys, NoHostKey
-from labkit.scenario import CHECK_TIMEOUT, STEP_TIMEOUT, load_scenario
-from labkit.snapshots import SnapshotRecord
-from labkit.sshkeys import ssh_config_text
 
 from .scenario_factory import scenario_data, write_scenario
 

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 
 from labkit.errors import UsageError
-from labkit.provision.kinds.base import StepContext, StepFailed
-from labkit.provision.steps import KINDS, StepArgsError, build, render_args
-from labkit.scenario import Step
+from labkit.kinds.compile import KINDS, StepArgsError, build, render_args
+from labkit.kinds.steps.base import StepContext, StepFailed
+from labkit.model.scenario import Step
 
 
 def step(kind: str, args: dict[str, Any], name: str = "s1") -> Step:

@@ -11,16 +11,16 @@ import pytest
 import yaml
 
 from labkit.artifacts import load_catalog
-from labkit.checks import build as build_check
-from labkit.checks import hint_text
-from labkit.guides import guide_context, render_guide
-from labkit.provision.kinds.artifact import ArtifactStep
-from labkit.provision.kinds.base import StepContext
-from labkit.provision.kinds.command import CommandStep
-from labkit.provision.kinds.file import FileStep
-from labkit.provision.kinds.systemd import SystemdStep
-from labkit.provision.steps import build_for_nodes, node_variables, render_args, validate_stage
-from labkit.scenario import Scenario, Stage, Step, load_scenario
+from labkit.kinds.checks import build as build_check
+from labkit.kinds.checks import hint_text
+from labkit.kinds.compile import build_for_nodes, node_variables, render_args, validate_stage
+from labkit.kinds.guides import guide_context, render_guide
+from labkit.kinds.steps.artifact import ArtifactStep
+from labkit.kinds.steps.base import StepContext
+from labkit.kinds.steps.command import CommandStep
+from labkit.kinds.steps.file import FileStep
+from labkit.kinds.steps.systemd import SystemdStep
+from labkit.model.scenario import Scenario, Stage, Step, load_scenario
 
 IMAGES = load_scenario("three-node").images.by_role()
 

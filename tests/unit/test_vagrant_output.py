@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from labkit.machines.providers.vagrant_libvirt import BOOT_PHASES, VagrantLibvirt, phase_of
 from labkit.paths import LabPaths
-from labkit.providers.vagrant_libvirt import BOOT_PHASES, VagrantLibvirt, phase_of
 
 RECORDED = """Bringing machine 'node1' up with 'libvirt' provider...
 ==> node1: Checking if box 'labkit/debian12' version '1.0.0' is up to date...
@@ -53,7 +53,7 @@ def test_unknown_failure_shows_tail_and_log(tmp_path: Path) -> None:
 
 
 def test_coloured_lines_are_read() -> None:
-    from labkit.providers.vagrant_libvirt import ANSI_RE
+    from labkit.machines.providers.vagrant_libvirt import ANSI_RE
 
     seen: list[str] = []
     line = ANSI_RE.sub("", "\x1b[1m==> node1: Starting domain.\x1b[0m")

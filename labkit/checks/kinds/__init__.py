@@ -1,1 +1,0 @@
-"""Check kinds, one module each; :mod:`labkit.checks` holds the registry."""

@@ -1,0 +1,1 @@
+"""Step kinds, one module each; :mod:`labkit.kinds.compile` holds the registry."""

@@ -1,0 +1,913 @@
+"""A lab: one running instance of a scenario on this host. The library API behind ``labkit up/status/ssh/destroy``.
+
+    from labkit.lab import Lab
+    lab = Lab.create("three-node", name="trainee1")   # validates; touches nothing yet
+    lab.up()                                          # boots, configures hostnames, IPs, /etc/hosts
+    print(lab.run("node1", "hostname").stdout)
+    lab.destroy()
+
+A lab is found again by name with :meth:`Lab.load`, from its directory or, when that is gone, from libvirt.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labkit import paths
+from labkit.errors import HostError, LabError, ScenarioError, UsageError
+from labkit.hostsetup.accel import AccelChoice, detect_accel
+from labkit.kinds.checks import CheckResult
+from labkit.lab.solving import StageReport
+from labkit.lock import lab_lock
+from labkit.machines.connections import REMOTE_ERRORS
+from labkit.machines.domains import (
+    Removal,
+    destroy_lab,
+    dhcp_address,
+    domain_labels,
+    domain_state,
+    ensure_networks,
+    interface_macs,
+    lab_domains,
+    labs_in_libvirt,
+    management_network_name,
+    network_cidrs,
+)
+from labkit.machines.guest import configure_script, parse_output, remote_command
+from labkit.machines.providers.vagrant_libvirt import BOOT_PHASES, VagrantLibvirt
+from labkit.machines.snapshots import (
+    SnapshotRecord,
+    SnapshotSet,
+    check_name,
+    cleanup_sets,
+    delete_set,
+    disk_usage,
+    find_set,
+    list_sets,
+    revert_set,
+    take_set,
+)
+from labkit.machines.snapshots import now as snapshot_now
+from labkit.machines.sshkeys import ensure_lab_key, forget_lab_key, write_ssh_config
+from labkit.machines.vagrant_keys import insecure_private_key
+from labkit.machines.vagrantfile import (
+    LibvirtNetwork,
+    RenderOptions,
+    default_management_network,
+    lab_network,
+    write_vagrantfile,
+)
+from labkit.model.scenario import SLUG_RE, Scenario, load_scenario
+from labkit.paths import LabPaths
+from labkit.progress import LogReporter, Reporter
+from labkit.state import LabState, NodeState, read_state, verified_after_reset, write_state
+
+# Host RAM one VM really costs, beyond its configured memory being mostly untouched at first:
+# emulated (TCG) ~1.45 GB each, 1 GiB of it QEMU's translation cache (vm-lab.md).
+RAM_PER_VM_MIB = {"qemu": 1500, "kvm": 1100}
+MGMT_IP_TIMEOUT = 120.0
+SSH_AFTER_REVERT_TIMEOUT = 90.0
+BOOT_SSH_TIMEOUT = 420.0  # an emulated VM boots in ~40 s alone, several together share the host's cores
+
+
+@dataclass
+class UpReport:
+    lab: str
+    accel: AccelChoice
+    booted: list[str] = field(default_factory=list)
+    already_running: list[str] = field(default_factory=list)
+    changed: dict[str, list[str]] = field(default_factory=dict)
+    seconds: float = 0.0
+
+    @property
+    def converged(self) -> bool:
+        """Nothing had to be done: every VM was running and configured."""
+        return not self.booted and not any(self.changed.values())
+
+
+@dataclass
+class Verification:
+    stage: str
+    results: list[CheckResult]
+    snapshot: str | None = None
+
+    @property
+    def passed(self) -> bool:
+        return all(r.ok for r in self.results)
+
+
+@dataclass
+class ResetReport:
+    name: str
+    stage: str | None
+    seconds: float
+    revert_seconds: float
+    clock_offsets: dict[str, float]
+
+
+@dataclass
+class NodeStatus:
+    name: str
+    roles: list[str]
+    lab_ip: str
+    management_ip: str | None
+    domain: str
+    state: str
+
+
+@dataclass
+class LabStatus:
+    lab: str
+    scenario: str
+    accel: str
+    accel_reason: str
+    directory: str
+    current_stage: str | None
+    verified_stages: list[str]
+    nodes: list[NodeStatus]
+    snapshots: list[str]
+    disk_bytes: int = 0
+    rediscovered: bool = False
+    solved_stages: list[str] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        from dataclasses import asdict
+
+        return asdict(self)
+
+
+def _connect() -> Any:
+    from labkit.hostsetup.hostmode import enter_host_namespace, libvirt_connect
+
+    enter_host_namespace()
+    return libvirt_connect()
+
+
+def known_labs() -> list[str]:
+    """Labs with a directory on this host (sorted)."""
+    root = paths.labs_dir()
+    if not root.is_dir():
+        return []
+    return sorted(p.name for p in root.iterdir() if (p / "state.json").is_file())
+
+
+def check_lab_name(name: str) -> str:
+    if not SLUG_RE.match(name):
+        raise UsageError(f"{name!r} is not a valid lab name", "use lowercase letters, digits and '-'")
+    return name
+
+
+def _sync_nodes(connections: dict[str, Any], reporter: Reporter) -> None:
+    """``sync`` on every node, in parallel: a host crash right after a solve must not lose what it wrote."""
+    import paramiko
+
+    def sync(node: str) -> str | None:
+        try:
+            result = connections[node].run("sync")
+        except (OSError, paramiko.SSHException) as exc:
+            return f"{node}: {exc}"
+        return None if result.ok else f"{node}: exit {result.exited}"
+
+    with ThreadPoolExecutor(max_workers=len(connections)) as pool:
+        failed = [f for f in pool.map(sync, list(connections)) if f]
+    if failed:
+        reporter.note(f"could not sync the disks of {'; '.join(failed)}: a host crash now may lose the stage")
+
+
+class Lab:
+    """One lab. ``create`` for a new or existing lab of a scenario, ``load`` for an existing lab by name."""
+
+    def __init__(self, scenario: Scenario, name: str, state: LabState | None = None) -> None:
+        self.scenario = scenario
+        self.name = check_lab_name(name)
+        self.paths = LabPaths.for_lab(name)
+        self.state = state
+
+    # ---- finding labs -------------------------------------------------------------------------------
+
+    @classmethod
+    def create(cls, scenario: str | Path | Scenario, name: str | None = None) -> Lab:
+        """The lab ``name`` (default: the scenario's name) of ``scenario``, validated. Touches no VM."""
+        loaded = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+        lab_name = check_lab_name(name or loaded.name)
+        state = read_state(LabPaths.for_lab(lab_name).state)
+        if state is not None and state.scenario != loaded.name:
+            raise UsageError(
+                f"lab {lab_name} already runs scenario {state.scenario}",
+                f"pick another name with --name, or `labkit destroy {lab_name}` first",
+            )
+        return cls(loaded, lab_name, state)
+
+    @classmethod
+    def load(cls, name: str | None = None) -> Lab:
+        """An existing lab: by name, or the only one on this host. Rebuilt from libvirt if its state is lost."""
+        if name is None:
+            labs = known_labs()
+            if len(labs) == 1:
+                name = labs[0]
+            elif not labs:
+                raise UsageError("no lab on this host", "start one with `labkit up SCENARIO`")
+            else:
+                raise UsageError(
+                    f"several labs on this host: {', '.join(labs)}", "choose one with --name LAB"
+                )
+        check_lab_name(name)
+        state = read_state(LabPaths.for_lab(name).state)
+        if state is not None:
+            return cls(load_scenario(state.scenario_path), name, state)
+        return cls._rediscover(name)
+
+    @classmethod
+    def _rediscover(cls, name: str) -> Lab:
+        conn = _connect()
+        if name not in labs_in_libvirt(conn):
+            known = ", ".join(known_labs()) or "none"
+            raise UsageError(f"no lab named {name!r} on this host (labs: {known})", "see `labkit status`")
+        labels: dict[str, str] = {}
+        for dom in lab_domains(conn, name).values():
+            labels = domain_labels(dom)
+            if labels.get("lab") == name:
+                break
+        candidates = [labels.get("path", ""), labels.get("scenario", ""), name]
+        scenario = None
+        for candidate in filter(None, candidates):
+            try:
+                scenario = load_scenario(candidate)
+                break
+            except UsageError:
+                continue
+        if scenario is None:
+            raise LabError(
+                f"lab {name} exists in libvirt but its directory {LabPaths.for_lab(name).root} is gone "
+                "and its scenario is unknown",
+                f"`labkit destroy {name}` removes it from libvirt",
+            )
+        lab = cls(scenario, name, None)
+        lab.state = lab._new_state(conn, detect_accel(None if scenario.accel == "auto" else scenario.accel))
+        cidrs = network_cidrs(conn)
+        lab.state.management_cidr = cidrs.get(management_network_name(name), lab.state.management_cidr)
+        lab._rediscovered = True
+        with contextlib.suppress(LabError):
+            lab._discover_addresses(conn, timeout=0, persist=False)
+        return lab
+
+    _rediscovered = False
+
+    # ---- bringing it up -----------------------------------------------------------------------------
+
+    def _new_state(self, conn: Any, accel: AccelChoice) -> LabState:
+        taken = {
+            cidr for net, cidr in network_cidrs(conn).items() if net != management_network_name(self.name)
+        }
+        mgmt = default_management_network(self.name, taken)
+        return LabState(
+            lab=self.name,
+            scenario=self.scenario.name,
+            scenario_path=str(self.scenario.source),
+            accel=accel.driver,
+            accel_reason=accel.reason,
+            management_network=mgmt.name,
+            management_cidr=mgmt.cidr,
+            lab_network=lab_network(self.name).name,
+            created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            nodes={
+                n.name: NodeState(name=n.name, domain=f"labkit-{self.name}-{n.name}", lab_ip=n.ip)
+                for n in self.scenario.nodes
+            },
+        )
+
+    def _save(self) -> None:
+        assert self.state is not None
+        write_state(self.paths.state, self.state)
+
+    @contextlib.contextmanager
+    def _locked(self, action: str) -> Iterator[None]:
+        """The lab's lock, with the state read again under it: another command may have changed state.json
+        since this Lab was loaded, and every read-modify-write of it happens inside."""
+        with lab_lock(self.paths.lock, self.name, action):
+            fresh = read_state(self.paths.state)
+            if fresh is not None:
+                self.state = fresh
+            yield
+
+    def _check_memory(self, accel: AccelChoice, running: set[str]) -> None:
+        from labkit.hostsetup.doctor import mem_available_mib
+
+        to_boot = [n for n in self.scenario.nodes if n.name not in running]
+        if not to_boot:
+            return
+        need = sum(min(RAM_PER_VM_MIB[accel.driver], n.memory_mib + 600) for n in to_boot)
+        available = mem_available_mib(Path("/proc/meminfo").read_text())
+        if available is not None and available < need:
+            raise HostError(
+                f"not enough free RAM for {len(to_boot)} VMs: {available} MiB available, ~{need} MiB needed",
+                "stop other labs (`labkit destroy LAB`) or lower the nodes' memory in the scenario",
+            )
+
+    def _ensure_box(self, reporter: Reporter) -> None:
+        from labkit.hostsetup import box
+
+        for name in sorted({self.scenario.box_of(n) for n in self.scenario.nodes}):
+            if name.startswith("labkit/"):
+                definition = name.removeprefix("labkit/")
+                if not box.box_is_current(definition):
+                    reporter.note(f"box {name} is missing or outdated: building it from {paths.boxes_dir()}")
+                    box.ensure_box(definition)
+            elif name not in {b.name for b in box.list_boxes()}:
+                raise HostError(
+                    f"box {name} is not installed in labkit's VAGRANT_HOME ({paths.vagrant_home()})",
+                    f"VAGRANT_HOME={paths.vagrant_home()} vagrant box add {name} FILE.box",
+                )
+
+    def up(self, reporter: Reporter | None = None, accel: str | None = None) -> UpReport:
+        """Boot every VM and configure hostname, lab IP, /etc/hosts and the lab key. Safe to run again."""
+        reporter = reporter or LogReporter()
+        started = time.monotonic()
+        # The box is built from the host's apt mirror: before entering host mode's namespace, which has no route.
+        self._ensure_box(reporter)
+        conn = _connect()
+        from labkit.hostsetup.hostmode import ensure_storage_pool
+
+        ensure_storage_pool(conn)
+        choice = detect_accel(accel or (None if self.scenario.accel == "auto" else self.scenario.accel))
+        if self.state is not None and self.state.accel != choice.driver and lab_domains(conn, self.name):
+            kept = detect_accel(self.state.accel)
+            choice = AccelChoice(kept.driver, f"{kept.driver}: kept from when the lab's VMs were created")
+        reporter.note(f"accelerator {choice.reason}")
+        with self._locked("up"):
+            domains = lab_domains(conn, self.name, [n.name for n in self.scenario.nodes])
+            # a VM created now boots for the first time with a new host key: its old record must go
+            self._host_keys().forget(n.name for n in self.scenario.nodes if n.name not in domains)
+            running = {node for node, dom in domains.items() if domain_state(dom) == "running"}
+            self._check_memory(choice, running)
+            if self.state is None:
+                self.state = self._new_state(conn, choice)
+            self.state.accel, self.state.accel_reason = choice.driver, choice.reason
+            self._save()
+            public_key = ensure_lab_key(self.paths)
+            self._render(choice)
+            made = ensure_networks(conn, self.name, self.state.management_cidr)
+            if made:
+                reporter.note(f"networks ready: {', '.join(made)}")
+            report = UpReport(lab=self.name, accel=choice)
+            names = [n.name for n in self.scenario.nodes]
+            total = len(BOOT_PHASES) + 1
+            reporter.start(names, total)
+            try:
+                if running == set(names):
+                    report.already_running = names
+                    for node in names:
+                        reporter.step(node, "already running: boot skipped", len(BOOT_PHASES))
+                else:
+                    report.already_running = sorted(running)
+                    report.booted = [n for n in names if n not in running]
+                    try:
+                        VagrantLibvirt(self.paths).up(lambda node, i, text: reporter.step(node, text, i + 1))
+                    except KeyboardInterrupt:  # vagrant's process group has been stopped and waited for
+                        reporter.note(
+                            f"interrupted during vagrant up: vagrant stopped, nothing of it runs; "
+                            f"`labkit up {self.scenario.name} --name {self.name}` resumes"
+                        )
+                        raise
+                self._discover_addresses(conn)
+                report.changed = self._configure_nodes(public_key, reporter, total)
+            finally:
+                reporter.finish()
+            self._save()
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _render(self, accel: AccelChoice) -> None:
+        assert self.state is not None
+        options = RenderOptions(
+            lab=self.name,
+            accel=accel.driver,
+            management_network=LibvirtNetwork(self.state.management_network, self.state.management_cidr),
+            ssh_private_keys=tuple(str(key) for key in self._keys()),
+        )
+        write_vagrantfile(self.scenario, options, self.paths.root)
+
+    def _discover_addresses(self, conn: Any, timeout: float = MGMT_IP_TIMEOUT, persist: bool = True) -> None:
+        """Management IP (DHCP lease) and lab MAC of every node, straight from libvirt."""
+        assert self.state is not None
+        domains = lab_domains(conn, self.name, list(self.state.nodes))
+        deadline = time.monotonic() + timeout
+        for name, node in self.state.nodes.items():
+            dom = domains.get(name)
+            if dom is None:
+                raise LabError(
+                    f"domain {node.domain} does not exist after vagrant up",
+                    f"read {self.paths.log('vagrant-up')}",
+                )
+            macs = interface_macs(dom)
+            mgmt_mac = macs.get(self.state.management_network)
+            node.lab_mac = macs.get(self.state.lab_network)
+            if mgmt_mac is None or node.lab_mac is None:
+                raise LabError(
+                    f"{node.domain} is not attached to both lab networks",
+                    f"`labkit destroy {self.name}` and `labkit up` again",
+                )
+            ip = dhcp_address(conn, self.state.management_network, mgmt_mac)
+            while ip is None and time.monotonic() < deadline:
+                time.sleep(1)
+                ip = dhcp_address(conn, self.state.management_network, mgmt_mac)
+            if ip is None:
+                raise LabError(
+                    f"{node.domain} has no DHCP lease on {self.state.management_network}",
+                    f"check `virsh net-dhcp-leases {self.state.management_network}`",
+                )
+            node.management_ip = ip
+        if persist:
+            write_ssh_config(self.paths, {n: s.management_ip or "" for n, s in self.state.nodes.items()})
+            self._save()
+
+    def _keys(self) -> list[Path]:
+        """The lab's key first; Vagrant's insecure key while a fresh VM still only accepts that one."""
+        keys = [self.paths.ssh_key]
+        insecure = insecure_private_key()
+        if insecure is not None:
+            keys.append(insecure)
+        return keys
+
+    def _configure_nodes(self, public_key: str, reporter: Reporter, total: int) -> dict[str, list[str]]:
+        assert self.state is not None
+        state = self.state
+
+        def configure(name: str) -> tuple[str, list[str]]:
+            node_state = state.nodes[name]
+            reporter.step(name, "configuring hostname, IP, hosts", total - 1)
+            script = configure_script(
+                self.scenario.node(name), self.scenario, node_state.lab_mac or "", public_key
+            )
+            # the first connection to a new VM records its host key; later ones must present the same
+            conn = self._connection(name, keys=self._keys(), record_host_key=True)
+            result = conn.run(remote_command(script))
+            if not result.ok:
+                raise LabError(
+                    f"{name}: configuring the node failed (exit {result.exited}): "
+                    f"{(result.stderr or result.stdout).strip()[-400:]}",
+                    f"`labkit ssh {name}` to look; `labkit up` again retries",
+                )
+            parsed = parse_output(name, result.stdout)
+            node_state.lab_iface = parsed.iface
+            node_state.configured = True
+            done = (
+                f"configured ({len(parsed.changed)} changes)" if parsed.changed else "configuration unchanged"
+            )
+            reporter.step(name, done, total)
+            return name, parsed.changed
+
+        with ThreadPoolExecutor(max_workers=len(state.nodes)) as pool:
+            results = dict(pool.map(configure, list(state.nodes)))
+        return results
+
+    # ---- using it ------------------------------------------------------------------------------------
+
+    def _require_state(self) -> LabState:
+        if self.state is None or not any(n.management_ip for n in self.state.nodes.values()):
+            raise UsageError(
+                f"lab {self.name} is not up", f"run `labkit up {self.scenario.name} --name {self.name}`"
+            )
+        return self.state
+
+    def _host_keys(self, record: bool = False) -> Any:
+        from labkit.machines.connections import NodeHostKeys
+
+        return NodeHostKeys(self.paths.known_hosts, record=record)
+
+    def _connection(self, node: str, keys: list[Path] | None = None, record_host_key: bool = False) -> Any:
+        """A connection to ``node`` that accepts only the host key recorded at ``labkit up``."""
+        from labkit.hostsetup.hostmode import enter_host_namespace
+        from labkit.machines.connections import connect
+
+        enter_host_namespace()
+        state = self._require_state()
+        if node not in state.nodes:
+            raise UsageError(f"lab {self.name} has no node {node!r}", f"nodes: {', '.join(state.nodes)}")
+        ip = state.nodes[node].management_ip
+        assert ip is not None
+        return connect(
+            ip, keys or [self.paths.ssh_key], node=node, known_hosts=self._host_keys(record_host_key)
+        )
+
+    def run(self, node: str, command: str) -> Any:
+        """Run a shell command on a node as the vagrant user (``sudo`` inside for root); returns fabric's Result."""
+        with self._connection(node) as conn:
+            return conn.run(command)
+
+    def ssh_argv(self, node: str, command: list[str]) -> list[str]:
+        """The OpenSSH command line for ``labkit ssh NODE [-- CMD]``: the lab's ssh_config and key."""
+        state = self._require_state()
+        if node not in state.nodes:
+            raise UsageError(f"lab {self.name} has no node {node!r}", f"nodes: {', '.join(state.nodes)}")
+        if shutil.which("ssh") is None:
+            raise HostError("ssh is not installed", "apt-get install openssh-client")
+        if node not in self._host_keys().load():  # ssh would only say "Host key verification failed"
+            raise UsageError(
+                f"{node}: no host key recorded in {self.paths.known_hosts}",
+                f"`labkit up {self.scenario.name} --name {self.name}` records it (a running lab is not changed)",
+            )
+        return ["ssh", "-F", str(self.paths.ssh_config), node, *command]
+
+    def status(self) -> LabStatus:
+        """Nodes with roles, IPs and VM states, from libvirt; the lab's accel, stage and snapshots."""
+        conn = _connect()
+        state = self.state or self._new_state(conn, detect_accel())
+        domains = lab_domains(conn, self.name, list(state.nodes))
+        snapshots = {s.record.name for s in list_sets(domains, sizes=False)}
+        nodes = []
+        for node in self.scenario.nodes:
+            dom = domains.get(node.name)
+            node_state = state.nodes.get(node.name)
+            nodes.append(
+                NodeStatus(
+                    name=node.name,
+                    roles=list(node.roles),
+                    lab_ip=node.ip,
+                    management_ip=node_state.management_ip if node_state else None,
+                    domain=f"labkit-{self.name}-{node.name}",
+                    state=domain_state(dom) if dom is not None else "not created",
+                )
+            )
+        return LabStatus(
+            lab=self.name,
+            scenario=self.scenario.name,
+            accel=state.accel,
+            accel_reason=state.accel_reason,
+            directory=str(self.paths.root),
+            current_stage=state.current_stage,
+            verified_stages=list(state.verified_stages),
+            nodes=nodes,
+            solved_stages=list(state.solved_stages),
+            snapshots=sorted(snapshots),
+            disk_bytes=disk_usage(domains),
+            rediscovered=self._rediscovered,
+        )
+
+    # ---- stages --------------------------------------------------------------------------------------
+
+    def preflight(self, stages: list[str]) -> None:
+        """What solving ``stages`` needs from the host (cached artifacts and images, templates that render),
+        checked before any VM is booted: ``up --until`` refuses up front, naming every missing artifact and image."""
+        from labkit.artifacts import MissingArtifactsError, load_catalog
+        from labkit.kinds.compile import build_for_nodes, node_variables
+        from labkit.kinds.guides import guide_context
+        from labkit.kinds.steps.base import StepContext
+
+        context = guide_context(self.scenario, self.state)
+        catalog = load_catalog(os.environ.get("LABKIT_CATALOG") or None)
+        missing = []
+        missing_images = []
+        for name in stages:
+            stage = self.scenario.stage(name)
+            for step in stage.steps:
+                nodes = [n.name for n in self.scenario.select(step.on)]
+                for node, kind in zip(
+                    nodes, build_for_nodes(self.scenario, stage, step, context), strict=True
+                ):
+                    variables = {**context, "node": node_variables(self.scenario, node, context)}
+                    try:
+                        kind.preflight(StepContext(node, variables, self.scenario.directory, catalog))
+                    except MissingArtifactsError as exc:
+                        missing += [a for a in exc.artifacts if a not in missing]
+                        missing_images += [i for i in exc.images if i not in missing_images]
+        if missing or missing_images:
+            raise MissingArtifactsError(missing, self.scenario.name, images=missing_images)
+
+    def stages_until(self, stage: str) -> list[str]:
+        """Names of the stages from the first up to and including ``stage`` (validated now, before any boot)."""
+        names = [s.name for s in self.scenario.stages]
+        return names[: names.index(self.scenario.stage(stage).name) + 1]
+
+    def solve(
+        self,
+        stage: str,
+        *,
+        only: set[str] | None = None,
+        nodes: set[str] | None = None,
+        plan: bool = False,
+        reporter: Reporter | None = None,
+        verify: bool = True,
+    ) -> StageReport:
+        """Apply (or, with ``plan``, only show) a stage's reference solution on its nodes, in parallel.
+        ``only`` runs some steps, ``nodes`` some nodes; the stage is then not marked done nor verified.
+        A whole stage applied is then checked and, when its checks pass, snapshotted as ``<stage>-ok``
+        (``verify=False`` skips both).
+
+        Steps see the same values as the chapter guides (``labkit.kinds.guides.guide_context``). Everything that can
+        fail on the host (bad step arguments, templates, missing artifacts) fails before any node is touched.
+        A catalog other than the shipped one can be given with ``LABKIT_CATALOG=PATH``.
+        """
+        from labkit.artifacts import load_catalog
+        from labkit.kinds.guides import guide_context
+        from labkit.lab.solving import run_stage
+
+        target = self.scenario.stage(stage)
+        catalog = load_catalog(os.environ.get("LABKIT_CATALOG") or None)
+        with self._locked("solve"):
+            state = self._require_state()
+            context = guide_context(self.scenario, state)
+            for note in context["notes"]:
+                (reporter or LogReporter()).note(note)
+            connections = {node: self._connection(node) for node in state.nodes}
+            try:
+                report = run_stage(
+                    self.scenario,
+                    target,
+                    connections,
+                    only=only,
+                    nodes=nodes,
+                    plan=plan,
+                    context=context,
+                    reporter=reporter,
+                    catalog=catalog,
+                    solved=state.done_stages(),
+                )
+                if not plan:
+                    _sync_nodes(connections, reporter or LogReporter())
+            finally:
+                for conn in connections.values():
+                    conn.close()
+            whole = only is None and nodes is None
+            if not plan and not report.failed and whole:
+                state.solved(target.name)
+                self._save()
+            if verify and not plan and not report.failed and whole and target.checks:
+                self.last_verification = self.verify(target.name)  # still under the lock
+        return report
+
+    last_verification: Verification | None = None
+
+    def check(self, stage: str | None = None, lang: str = "en") -> tuple[str, list[CheckResult]]:
+        """Run a stage's checks (default: the first stage with checks not yet verified); read-only.
+
+        All passing marks the stage verified in the lab's state (a later ``labkit snapshot <stage>-ok`` is then
+        recorded as verified); a failure un-verifies it; a node that does not answer changes neither. Runs
+        under the lab's lock: the state it reads and writes is not changed by another command meanwhile."""
+        with self._locked("check"):
+            return self._check(stage, lang)
+
+    def _check(self, stage: str | None, lang: str) -> tuple[str, list[CheckResult]]:
+        from labkit.kinds.checks import run_checks
+        from labkit.kinds.guides import guide_context
+
+        state = self._require_state()
+        if stage is None:
+            pending = [s for s in self.scenario.stages if s.checks and s.name not in state.verified_stages]
+            if not pending:
+                raise UsageError("every stage with checks is verified", "name a stage: labkit check STAGE")
+            stage = pending[0].name
+        target = self.scenario.stage(stage)
+        if not target.checks:
+            raise UsageError(
+                f"stage {target.name} has no checks yet", "see `labkit guide` for how to check it by hand"
+            )
+        connections = {node: self._connection(node) for node in state.nodes}
+        try:
+            results = run_checks(
+                self.scenario, target, connections, guide_context(self.scenario, state), lang
+            )
+        finally:
+            for conn in connections.values():
+                conn.close()
+        if any(r.unreachable for r in results):
+            pass  # nothing learned about the nodes that did not answer: the stage keeps its state
+        elif all(r.ok for r in results):
+            if target.name not in state.verified_stages:
+                state.verified_stages.append(target.name)
+        elif target.name in state.verified_stages:
+            state.verified_stages.remove(target.name)
+        self._save()
+        return target.name, results
+
+    def verify(self, stage: str) -> Verification:
+        """Check ``stage``; when every check passes, snapshot the lab as ``<stage>-ok``, marked verified."""
+        name, results = self.check(stage)
+        verification = Verification(stage=name, results=results)
+        if verification.passed:
+            snapshot = self.scenario.stage(name).snapshot_name
+            self.snapshot(
+                snapshot, force=True, stage=name, verified=True, checks=[r.to_json() for r in results]
+            )
+            verification.snapshot = snapshot
+        return verification
+
+    # ---- snapshots -------------------------------------------------------------------------------------
+
+    def _domains(self, conn: Any) -> dict[str, Any]:
+        """Every node's domain, or a LabError naming the missing ones (before anything is changed)."""
+        names = [n.name for n in self.scenario.nodes]
+        domains = lab_domains(conn, self.name, names)
+        missing = [n for n in names if n not in domains]
+        if missing:
+            raise LabError(
+                f"lab {self.name} has no VM for {', '.join(missing)}",
+                f"`labkit up {self.scenario.name} --name {self.name}` recreates it",
+            )
+        return {n: domains[n] for n in names}
+
+    def snapshot(
+        self,
+        name: str,
+        force: bool = False,
+        stage: str | None = None,
+        verified: bool = False,
+        checks: list[dict[str, Any]] | None = None,
+        disk_only: bool = False,
+    ) -> SnapshotRecord:
+        """Snapshot every VM under ``name``, all or nothing. ``disk_only``: shut the VMs down, snapshot their
+        disks without memory (much less disk), boot them again and wait for SSH; a reset to it then boots."""
+        check_name(name)
+        conn = _connect()
+        with self._locked("snapshot"):
+            state = self._require_state()
+            stage = stage or state.current_stage
+            # `labkit snapshot etcd-ok` right after `labkit check etcd` passed is a verified snapshot too
+            verified = verified or (
+                stage is not None and name == f"{stage}-ok" and stage in state.verified_stages
+            )
+            record = SnapshotRecord(
+                name=name,
+                taken=snapshot_now(),
+                stage=stage,
+                verified=verified,
+                checks=checks or [],
+                versions=self.scenario.versions.model_dump(exclude_none=True),
+                disk_only=disk_only,
+                verified_stages=[
+                    s.name
+                    for s in self.scenario.stages
+                    if s.name in state.verified_stages or (verified and s.name == stage)
+                ],
+            )
+            take_set(self._domains(conn), record, force=force)
+            if disk_only:
+                with ThreadPoolExecutor(max_workers=len(self.scenario.nodes)) as pool:
+                    waits = [
+                        pool.submit(self._fix_clock, n.name, LogReporter(), BOOT_SSH_TIMEOUT)
+                        for n in self.scenario.nodes
+                    ]
+                for wait in waits:
+                    wait.result()
+        return record
+
+    def snapshots(self) -> list[SnapshotSet]:
+        return list_sets(lab_domains(_connect(), self.name, [n.name for n in self.scenario.nodes]))
+
+    def delete_snapshot(self, name: str) -> list[str]:
+        conn = _connect()
+        with self._locked("snapshot delete"):
+            return delete_set(self._domains(conn), name)
+
+    def disk_usage(self) -> int:
+        return disk_usage(lab_domains(_connect(), self.name, [n.name for n in self.scenario.nodes]))
+
+    def reset(self, name: str, reporter: Reporter | None = None) -> ResetReport:
+        """Revert every VM to snapshot set ``name``, then set guest clocks from the (reverted) hardware clock
+        and wait until every node answers SSH. Refused before touching any VM if one lacks the snapshot."""
+        from labkit.hostsetup.hostmode import libvirt_connect
+
+        reporter = reporter or LogReporter()
+        check_name(name)
+        started = time.monotonic()
+        conn = _connect()
+        with self._locked("reset"):
+            state = self._require_state()
+            domains = self._domains(conn)
+            cleanup_sets(domains)  # leftovers of an interrupted snapshot or delete
+            found = find_set(domains, name)
+            lacking = [node for node in domains if found is None or node not in found.snapshots]
+            if found is None or lacking:
+                raise UsageError(
+                    f"snapshot {name} is missing on {', '.join(lacking)}: nothing was reverted",
+                    "see `labkit snapshots`",
+                )
+            record = found.record
+            reporter.start(list(domains), 3)
+            reverted_at: dict[str, float] = {}
+            offsets: dict[str, float] = {}
+
+            def after_revert(node: str) -> None:
+                # in the node's own revert thread: its SSH wait overlaps the other nodes' reverts
+                reverted_at[node] = time.monotonic() - started
+                reporter.step(
+                    node, "reverted; booting" if record.disk_only else "reverted; waiting for SSH", 1
+                )
+                timeout = BOOT_SSH_TIMEOUT if record.disk_only else SSH_AFTER_REVERT_TIMEOUT
+                offsets[node] = self._fix_clock(node, reporter, timeout)
+
+            try:
+                revert_set(
+                    {node: dom.name() for node, dom in domains.items()},
+                    name,
+                    libvirt_connect,
+                    on_node=after_revert,
+                    snapshots=found.snapshots,
+                )
+            finally:
+                reporter.finish()
+            reverted = max(reverted_at.values(), default=0.0)
+            # the stages after the snapshot's are no longer solved (their additions are gone with the revert)
+            state.reset_to(record.stage, [s.name for s in self.scenario.stages])
+            # what was verified when the set was taken, not what was verified before this reset
+            state.verified_stages = verified_after_reset(
+                [s.name for s in self.scenario.stages],
+                bool(record.taken),
+                record.stage,
+                record.verified,
+                record.verified_stages,
+            )
+            self._save()
+        return ResetReport(
+            name=name,
+            stage=record.stage,
+            seconds=time.monotonic() - started,
+            revert_seconds=reverted,
+            clock_offsets=offsets,
+        )
+
+    def _fix_clock(self, node: str, reporter: Reporter, timeout: float = SSH_AFTER_REVERT_TIMEOUT) -> float:
+        """SSH connections do not survive a revert and the guest clock stays at snapshot time: reconnect (the
+        new tap port forwards at once with STP off) and run ``hwclock --hctosys``; return the clock offset."""
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                with self._connection(node) as conn:
+                    result = conn.run("sudo hwclock --hctosys && date +%s.%N")
+                    host_now = time.time()
+                break
+            except REMOTE_ERRORS as exc:  # sshd not answering yet: refused, no banner, reset, timed out
+                if time.monotonic() > deadline:
+                    raise LabError(
+                        f"{node} did not answer SSH within {timeout:.0f} s after the revert "
+                        f"(last error: {type(exc).__name__}: {exc})",
+                        "`labkit reset` again, or `labkit status`",
+                    ) from None
+                time.sleep(0.5)
+        if not result.ok:
+            raise LabError(f"{node}: hwclock --hctosys failed: {result.stderr.strip()}")
+        offset = float(result.stdout.strip().splitlines()[-1]) - host_now
+        reporter.step(node, f"clock set (offset {offset:+.1f} s)", 3)
+        return offset
+
+    def retry(self, stage: str, reporter: Reporter | None = None) -> ResetReport:
+        """Reset to the snapshot of the stage before ``stage`` so the trainee can do ``stage`` again."""
+        names = [s.name for s in self.scenario.stages]
+        target = self.scenario.stage(stage)
+        index = names.index(target.name)
+        nodes = [n.name for n in self.scenario.nodes]
+        sets = {s.record.name: s for s in self.snapshots()}
+        for previous in reversed(self.scenario.stages[:index]):
+            found = sets.get(previous.snapshot_name)
+            if found is None:
+                continue
+            if found.record.verified and found.record.stage == previous.name and found.complete(nodes):
+                return self.reset(previous.snapshot_name, reporter)
+            # the nearest one is not verified: never reset silently to it, nor further back than it
+            raise UsageError(
+                f"snapshot {found.record.name} is not verified (not taken after the {previous.name} checks "
+                "passed, or missing on some VM): retry does not go back to it",
+                f"`labkit check {previous.name}` then `labkit snapshot {found.record.name} --force`; or "
+                f"`labkit reset {found.record.name}` to go there anyway",
+            )
+        raise UsageError(
+            f"no verified snapshot of a stage before {stage} (looked for "
+            f"{', '.join(s.snapshot_name for s in reversed(self.scenario.stages[:index])) or 'none'})",
+            "solve and check the earlier stages first, or `labkit reset NAME` to a snapshot of your own",
+        )
+
+    def destroy(self) -> Removal:
+        """Remove snapshots, domains, volumes and networks of the lab, then its directory. Idempotent."""
+        conn = _connect()
+        nodes = [n.name for n in self.scenario.nodes]
+        with self._locked("destroy"):
+            removed = destroy_lab(conn, self.name, nodes)
+        shutil.rmtree(self.paths.root, ignore_errors=True)
+        forget_lab_key(self.paths)
+        return removed
+
+
+def destroy_by_name(name: str) -> Removal:
+    """Destroy a lab by name even when neither its directory nor its scenario can be found."""
+    check_lab_name(name)
+    try:
+        lab = Lab.load(name)
+    except (UsageError, LabError, ScenarioError):  # a lab whose scenario is gone or now invalid still goes
+        lab = None
+    if lab is not None:
+        return lab.destroy()  # a busy lab refuses here, and that refusal is final
+    paths = LabPaths.for_lab(name)
+    with lab_lock(paths.lock, name, "destroy"):
+        removed = destroy_lab(_connect(), name)
+    shutil.rmtree(paths.root, ignore_errors=True)
+    forget_lab_key(paths)
+    return removed

@@ -1,1 +1,0 @@
-"""Provisioning over SSH with fabric: connections and (later) step kinds."""

@@ -1,1 +1,0 @@
-"""Step kinds, one module each; :mod:`labkit.provision.steps` holds the registry."""
