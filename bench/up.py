@@ -22,10 +22,10 @@ from pathlib import Path
 from labkit import paths
 from labkit.hostsetup.accel import detect_accel
 from labkit.hostsetup.hostmode import enter_host_namespace, libvirt_connect
+from labkit.kinds.compile import load_scenario
 from labkit.lab import Lab, destroy_by_name
 from labkit.machines.domains import destroy_lab
 from labkit.machines.providers.vagrant_libvirt import vagrant_env
-from labkit.model.scenario import load_scenario
 from labkit.progress import LogReporter
 
 BASELINE_LAB = "bench-vagrant"

@@ -21,17 +21,13 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from labkit import __version__
-from labkit.errors import (
-    INTERNAL_ERROR_EXIT,
-    LabkitError,
-    ScenarioError,
-    UsageError,
-    host_error_line,
-    internal_error_line,
-)
+from labkit.cli.failures import INTERNAL_ERROR_EXIT, host_error_line, internal_error_line
+from labkit.errors import LabkitError, ScenarioError, UsageError
+from labkit.kinds.compile import load_scenario
 from labkit.machines.vagrant_keys import insecure_private_key
 from labkit.machines.vagrantfile import RenderOptions, default_management_network, write_vagrantfile
-from labkit.model.scenario import Scenario, available_scenarios, load_scenario
+from labkit.model.loading import available_scenarios
+from labkit.model.scenario import Scenario
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)

@@ -54,7 +54,7 @@ def _select(scenario: str | None) -> tuple[list[artifacts.Artifact], list[Image]
     catalog = artifacts.active_catalog()
     if scenario is None:
         return catalog.artifacts, catalog.images, None
-    from labkit.model.scenario import load_scenario
+    from labkit.kinds.compile import load_scenario
 
     loaded = load_scenario(scenario)
     mirror = getattr(loaded, "mirror", None)

@@ -26,6 +26,7 @@ from labkit import paths
 from labkit.errors import HostError, LabError, ScenarioError, UsageError
 from labkit.hostsetup.accel import AccelChoice, detect_accel
 from labkit.kinds.checks import CheckResult
+from labkit.kinds.compile import load_scenario
 from labkit.lab.solving import StageReport
 from labkit.lock import lab_lock
 from labkit.machines.connections import REMOTE_ERRORS
@@ -66,7 +67,7 @@ from labkit.machines.vagrantfile import (
     lab_network,
     write_vagrantfile,
 )
-from labkit.model.scenario import SLUG_RE, Scenario, load_scenario
+from labkit.model.scenario import SLUG_RE, Scenario
 from labkit.paths import LabPaths
 from labkit.progress import LogReporter, Reporter
 from labkit.state import LabState, NodeState, read_state, verified_after_reset, write_state
@@ -559,9 +560,10 @@ class Lab:
         """What solving ``stages`` needs from the host (cached artifacts and images, templates that render),
         checked before any VM is booted: ``up --until`` refuses up front, naming every missing artifact and image."""
         from labkit.artifacts import MissingArtifactsError, load_catalog
-        from labkit.kinds.compile import build_for_nodes, node_variables
+        from labkit.kinds.compile import build_for_nodes
         from labkit.kinds.guides import guide_context
         from labkit.kinds.steps.base import StepContext
+        from labkit.kinds.templating import node_variables
 
         context = guide_context(self.scenario, self.state)
         catalog = load_catalog(os.environ.get("LABKIT_CATALOG") or None)
@@ -657,8 +659,8 @@ class Lab:
             return self._check(stage, lang)
 
     def _check(self, stage: str | None, lang: str) -> tuple[str, list[CheckResult]]:
-        from labkit.kinds.checks import run_checks
         from labkit.kinds.guides import guide_context
+        from labkit.lab.checking import run_checks
 
         state = self._require_state()
         if stage is None:

@@ -16,9 +16,11 @@ from typing import Any
 
 from labkit.artifacts import Artifact, Catalog, MissingArtifactsError
 from labkit.errors import LabkitError, UsageError
-from labkit.kinds.compile import for_node, node_variables, validate_stage
+from labkit.kinds.compile import validate_stage
+from labkit.kinds.steps import for_node
 from labkit.kinds.steps.base import Change, Conn, Result, StepContext, StepFailed, StepKind
 from labkit.kinds.steps.file import FileStep
+from labkit.kinds.templating import node_variables
 from labkit.lab.additions import Kept, with_additions
 from labkit.machines.connections import REMOTE_ERRORS, NodeUnreachable, interruptible
 from labkit.model.image_refs import Image

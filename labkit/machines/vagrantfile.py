@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import ipaddress
 from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,12 +12,10 @@ import jinja2
 
 from labkit import __version__, paths
 from labkit.model import sandbox
-from labkit.model.scenario import Scenario
+from labkit.model.scenario import MANAGEMENT_POOL, Scenario
 
 DEFAULT_LIBVIRT_URI = "qemu:///system"
 DEFAULT_STORAGE_POOL = "default"
-# labkit gives every lab its own management network (the one vagrant and SSH use) out of this pool.
-MANAGEMENT_POOL = ipaddress.IPv4Network("172.29.0.0/16")
 
 
 def ruby_string(value: object) -> str:

@@ -12,13 +12,11 @@ import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pydantic_core import PydanticCustomError
 
-from labkit import paths
-from labkit.errors import LabkitError, Problem, ScenarioError, UsageError
+from labkit.errors import UsageError
 from labkit.model.image_refs import ImageRefError, parse_reference
-from labkit.model.yamlpos import YamlSyntaxError, line_for, load_yaml_with_lines
 
 KNOWN_ROLES = ("etcd", "apiserver", "scheduler", "controller-manager", "worker")
 SELECT_ALL = "all"
@@ -28,6 +26,9 @@ VERSION_RE = re.compile(r"^v?\d+\.\d+\.\d+$")
 MEMORY_RE = re.compile(r"^\s*(\d+)\s*([KMGT]i?B?|[kmgt])?\s*$", re.IGNORECASE)
 MEMORY_UNITS_MIB = {"K": 1 / 1024, "M": 1, "G": 1024, "T": 1024 * 1024}
 SCENARIO_FILE = "scenario.yaml"
+# labkit gives every lab its own management network (the one vagrant and SSH use) out of this pool; a
+# scenario's networks must not overlap it.
+MANAGEMENT_POOL = ipaddress.IPv4Network("172.29.0.0/16")
 
 
 def _fail(message: str, fix: str) -> PydanticCustomError:
@@ -357,141 +358,6 @@ class Scenario(Model):
         return node.box or self.box
 
 
-def find_scenario(name_or_path: str) -> Path:
-    """Resolve ``three-node`` (a shipped or user scenario) or a path to a directory or YAML file."""
-    candidate = Path(name_or_path)
-    if candidate.is_dir() and (candidate / SCENARIO_FILE).is_file():
-        return candidate / SCENARIO_FILE
-    if candidate.is_file():
-        return candidate
-    if "/" not in name_or_path and not name_or_path.endswith((".yaml", ".yml")):
-        for root in scenario_roots():
-            path = root / name_or_path / SCENARIO_FILE
-            if path.is_file():
-                return path
-    known = ", ".join(sorted(available_scenarios())) or "none"
-    raise UsageError(
-        f"no scenario {name_or_path!r}",
-        f"give a scenario name ({known}) or a path to a scenario.yaml",
-    )
-
-
-def scenario_roots() -> list[Path]:
-    """Where scenarios are looked up by name: the user's own first, then the shipped ones."""
-    return [paths.labkit_home() / "scenarios", paths.scenarios_dir()]
-
-
-def available_scenarios() -> dict[str, Path]:
-    found: dict[str, Path] = {}
-    for root in reversed(scenario_roots()):
-        if root.is_dir():
-            for path in sorted(root.glob(f"*/{SCENARIO_FILE}")):
-                found[path.parent.name] = path
-    return found
-
-
-def load_scenario(name_or_path: str | Path) -> Scenario:
-    """Load and fully validate a scenario; raise ScenarioError with every problem found."""
-    from labkit.model.validation import pydantic_problems, semantic_problems
-
-    path = find_scenario(str(name_or_path))
-    shown = _display_path(path)
-    try:
-        data, lines = load_yaml_with_lines(path)
-    except YamlSyntaxError as exc:
-        raise ScenarioError(
-            [Problem(shown, exc.line, "", f"YAML does not parse: {exc.message}", "fix the YAML syntax there")]
-        ) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ScenarioError(
-            [Problem(shown, None, "", f"cannot read the file: {exc}", "check the path")]
-        ) from None
-    if data is None:
-        raise ScenarioError(
-            [Problem(shown, None, "", "the file is empty", "write a scenario (see scenarios/three-node)")]
-        )
-    if not isinstance(data, dict):
-        raise ScenarioError(
-            [Problem(shown, 1, "", "the top level is not a mapping", "start with `name:`, `nodes:` ...")]
-        )
-    problems: list[Problem] = []
-    scenario: Scenario | None = None
-    try:
-        scenario = Scenario.model_validate(data)
-    except ValidationError as exc:
-        problems.extend(pydantic_problems(exc, shown, lines))
-    problems.extend(semantic_problems(data, path.parent, shown, lines))
-    if scenario is not None:
-        problems.extend(_step_problems(scenario, shown, lines))
-    if problems:
-        problems.sort(key=lambda p: (p.line or 0, p.field))
-        raise ScenarioError(_dedupe(problems))
-    assert scenario is not None
-    return scenario.model_copy(update={"source": path})
-
-
-def _step_problems(scenario: Scenario, shown: str, lines: dict[tuple[str | int, ...], int]) -> list[Problem]:
-    """Each step's kind and arguments, checked against the step registry (before any SSH)."""
-    from labkit.kinds.checks import build as build_check
-    from labkit.kinds.compile import build_for_nodes, node_variables, render_args
-    from labkit.kinds.guides import guide_context
-
-    try:
-        context: dict[str, Any] | None = guide_context(scenario)
-    except LabkitError:
-        context = None  # steps are then checked without templating
-
-    problems = []
-    for s, stage in enumerate(scenario.stages):
-        for c, check in enumerate(stage.checks):
-            try:
-                build_check(stage, check)
-                for node in scenario.select(check.on) if context is not None else []:
-                    variables = {**(context or {}), "node": node_variables(scenario, node.name, context)}
-                    build_check(stage, check, render_args(check.args, variables, f"check {check.name}"))
-            except UsageError as exc:
-                loc_c: tuple[str | int, ...] = ("stages", s, "checks", c)
-                problems.append(
-                    Problem(
-                        shown, line_for(lines, loc_c), f"stages[{s}].checks[{c}]", exc.message, exc.hint or ""
-                    )
-                )
-        for i, step in enumerate(stage.steps):
-            try:
-                build_for_nodes(scenario, stage, step, context)
-            except UsageError as exc:
-                loc: tuple[str | int, ...] = (
-                    "stages",
-                    s,
-                    "steps",
-                    i,
-                    "kind" if "unknown step kind" in exc.message else "args",
-                )
-                problems.append(
-                    Problem(
-                        shown, line_for(lines, loc), f"stages[{s}].steps[{i}]", exc.message, exc.hint or ""
-                    )
-                )
-    return problems
-
-
-def _dedupe(problems: list[Problem]) -> list[Problem]:
-    seen: set[tuple[str, str]] = set()
-    out = []
-    for p in problems:
-        if (p.field, p.message) not in seen:
-            seen.add((p.field, p.message))
-            out.append(p)
-    return out
-
-
-def _display_path(path: Path) -> str:
-    try:
-        return str(path.resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
-
-
 __all__ = [
     "KNOWN_ROLES",
     "Check",
@@ -502,8 +368,4 @@ __all__ = [
     "Stage",
     "Step",
     "Versions",
-    "available_scenarios",
-    "find_scenario",
-    "line_for",
-    "load_scenario",
 ]

@@ -14,10 +14,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from labkit.errors import Problem
-from labkit.machines.vagrantfile import MANAGEMENT_POOL
 from labkit.model.endpoints import EndpointError, resolve_etcd_endpoint
 from labkit.model.sandbox import confined
-from labkit.model.scenario import KNOWN_ROLES, SELECT_ALL
+from labkit.model.scenario import KNOWN_ROLES, MANAGEMENT_POOL, SELECT_ALL
 from labkit.model.version_guard import version_refusals
 from labkit.model.yamlpos import Loc, format_loc, line_for
 

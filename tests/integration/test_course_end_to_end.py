@@ -16,8 +16,8 @@ import pytest
 
 from labkit.artifacts import artifacts_for, cached_path, describe_missing, images, load_catalog
 from labkit.hostsetup.hostmode import HostState
+from labkit.kinds.compile import load_scenario
 from labkit.lab import destroy_by_name
-from labkit.model.scenario import load_scenario
 
 from ..conftest import USER_ARTIFACT_STORE
 from .lab_helpers import labkit_cli

@@ -21,8 +21,8 @@ import pytest
 from labkit import paths
 from labkit.artifacts import MissingArtifactsError, active_catalog, editing_lock, images
 from labkit.errors import HostError
+from labkit.kinds.compile import load_scenario
 from labkit.lab import Lab
-from labkit.model.scenario import load_scenario
 
 from .image_registry import TEST_REFERENCE, ServedImage, missing_tools, serve_test_image
 from .lab_helpers import NODES

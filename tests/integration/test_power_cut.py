@@ -22,10 +22,10 @@ import pytest
 import yaml
 
 from labkit.hostsetup.hostmode import HostState, libvirt_connect
+from labkit.kinds.compile import load_scenario
 from labkit.lab import Lab, destroy_by_name
 from labkit.lock import lab_lock
 from labkit.machines.domains import domain_state, lab_domains
-from labkit.model.scenario import load_scenario
 from labkit.paths import LabPaths
 
 from .lab_helpers import labkit_cli

@@ -16,10 +16,11 @@ from typing import Any
 import pytest
 
 from labkit import artifacts
-from labkit.kinds.compile import build_for_nodes, node_variables
+from labkit.kinds.compile import build_for_nodes
 from labkit.kinds.guides import guide_context
 from labkit.kinds.steps.base import StepContext
 from labkit.kinds.steps.file import FileStep
+from labkit.kinds.templating import node_variables
 from labkit.lab import Lab
 
 from .artifact_server import ServedArtifacts, missing_binaries, serve_artifacts

@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from labkit.kinds.checks import run_checks
+from labkit.lab.checking import run_checks
 from labkit.lab.solving import run_stage
 from labkit.machines.connections import (
     WATCHDOG_GRACE,

@@ -24,7 +24,7 @@ import pytest
 from labkit import artifacts
 from labkit.artifacts import Catalog
 from labkit.errors import UsageError
-from labkit.kinds.checks import run_checks
+from labkit.lab.checking import run_checks
 from labkit.lab.solving import run_stage
 from labkit.machines.connections import connect
 from labkit.model.scenario import Scenario

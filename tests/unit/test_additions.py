@@ -9,10 +9,11 @@ from typing import Any
 import pytest
 
 from labkit.errors import UsageError
+from labkit.kinds.compile import load_scenario
 from labkit.kinds.guides import guide_context
 from labkit.lab.additions import Kept, with_additions
 from labkit.lab.solving import run_stage
-from labkit.model.scenario import Scenario, load_scenario
+from labkit.model.scenario import Scenario
 from labkit.state import LabState
 from tests.unit.recorded import Out
 from tests.unit.scenario_factory import scenario_data, write_scenario

@@ -8,10 +8,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from labkit.kinds.checks import CheckResult, FindingReport, run_checks
+from labkit.kinds.checks import CheckResult, FindingReport
 from labkit.kinds.report.grouping import failures, summary_rows
 from labkit.kinds.report.printing import failure_lines
 from labkit.kinds.report.varying import vary
+from labkit.lab.checking import run_checks
 from labkit.model.scenario import Check, Scenario, Stage
 from tests.unit.recorded import Out, Replay
 from tests.unit.scenario_factory import scenario_data

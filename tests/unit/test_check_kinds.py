@@ -27,8 +27,8 @@ from labkit.kinds.checks import (
     PodReachable,
     PodReachableArgs,
     build,
-    run_checks,
 )
+from labkit.lab.checking import run_checks
 from labkit.model.scenario import Check, Scenario, Stage
 from tests.unit.recorded import Out, Replay
 from tests.unit.scenario_factory import scenario_data

@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from labkit.errors import ScenarioError
+from labkit.kinds.compile import load_scenario
 from labkit.kinds.guides import guide_context
 from labkit.model.endpoints import EndpointError, resolve_etcd_endpoint
-from labkit.model.scenario import load_scenario
 
 from .scenario_factory import scenario_data, write_scenario
 

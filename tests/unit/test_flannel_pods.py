@@ -12,11 +12,11 @@ from typing import Any
 import pytest
 
 from labkit.kinds.checks import PodIps, PodIpsArgs, build
-from labkit.kinds.compile import build_for_nodes, node_variables, render_args
+from labkit.kinds.compile import build_for_nodes, load_scenario
 from labkit.kinds.guides import guide_context
 from labkit.kinds.steps.base import StepContext
 from labkit.kinds.steps.command import CommandStep
-from labkit.model.scenario import load_scenario
+from labkit.kinds.templating import node_variables, render_args
 from tests.unit.recorded import Out, Replay
 
 # `kubectl get pod -l app=hello-world -o custom-columns=NAME:...,IP:... --no-headers` after chapter 08: three

@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from labkit.kinds.compile import build_for_nodes, node_variables
+from labkit.kinds.compile import build_for_nodes, load_scenario
 from labkit.kinds.guides import guide_context
 from labkit.kinds.steps.artifact import ArtifactStep
 from labkit.kinds.steps.base import StepContext
 from labkit.kinds.steps.etcd import EtcdPutStep
 from labkit.kinds.steps.file import FileStep
-from labkit.model.scenario import load_scenario
+from labkit.kinds.templating import node_variables
 
 SEED_NETWORK_CONFIG = {"Network": "10.0.0.0/16", "SubnetLen": 24, "Backend": {"Type": "udp", "Port": 7890}}
 

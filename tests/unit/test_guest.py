@@ -6,8 +6,8 @@ import base64
 import subprocess
 from pathlib import Path
 
+from labkit.kinds.compile import load_scenario
 from labkit.machines.guest import configure_script, hosts_file, networkd_file, parse_output, remote_command
-from labkit.model.scenario import load_scenario
 
 
 def test_hosts_file_lists_every_node_by_lab_ip() -> None:

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from labkit.errors import LabkitError, UsageError
+from labkit.kinds.compile import load_scenario
 from labkit.kinds.guides import (
     checklist,
     default_language,
@@ -16,7 +17,7 @@ from labkit.kinds.guides import (
     parse_checklist,
     render_guide,
 )
-from labkit.model.scenario import Scenario, load_scenario
+from labkit.model.scenario import Scenario
 from labkit.state import LabState, NodeState
 from tests.unit.scenario_factory import scenario_data, write_scenario
 

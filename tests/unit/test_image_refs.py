@@ -15,6 +15,7 @@ import yaml
 
 from labkit import artifacts
 from labkit.errors import UsageError
+from labkit.kinds.compile import load_scenario
 from labkit.kinds.steps.image import ImageArgs
 from labkit.model.image_refs import (
     ImageRef,
@@ -25,7 +26,7 @@ from labkit.model.image_refs import (
     read_archive,
     same_image,
 )
-from labkit.model.scenario import Images, load_scenario
+from labkit.model.scenario import Images
 
 DIGEST = "sha256:" + "ab" * 32
 

@@ -19,14 +19,14 @@ from invoke.runners import Result as InvokeResult
 from typer.testing import CliRunner
 
 from labkit.cli import app
-from labkit.errors import INTERNAL_ERROR_EXIT, host_error_line
+from labkit.cli.failures import INTERNAL_ERROR_EXIT, host_error_line
 from labkit.kinds import checks
 from labkit.kinds.checks.base import Conn
 from labkit.kinds.checks.service import ServiceStable
+from labkit.kinds.compile import load_scenario
 from labkit.kinds.steps.command import CommandStep
 from labkit.lab import Lab
 from labkit.lab.solving import run_stage
-from labkit.model.scenario import load_scenario
 from labkit.paths import LabPaths
 from labkit.state import LabState, NodeState, read_state, write_state
 

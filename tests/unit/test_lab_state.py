@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 
 from labkit.errors import UsageError
+from labkit.kinds.compile import load_scenario
 from labkit.lab import Lab
 from labkit.lock import lab_lock
 from labkit.machines.snapshots import SnapshotRecord, SnapshotSet
-from labkit.model.scenario import load_scenario
 from labkit.state import LabState, NodeState, read_state, write_state
 
 from .scenario_factory import scenario_data, write_scenario

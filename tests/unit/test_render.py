@@ -8,6 +8,7 @@ from pathlib import Path
 import jinja2
 import pytest
 
+from labkit.kinds.compile import load_scenario
 from labkit.machines.vagrantfile import (
     RenderOptions,
     default_management_network,
@@ -15,7 +16,6 @@ from labkit.machines.vagrantfile import (
     render_vagrantfile,
     ruby_string,
 )
-from labkit.model.scenario import load_scenario
 
 from .scenario_factory import scenario_data, write_scenario
 

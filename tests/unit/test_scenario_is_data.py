@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from labkit.errors import ScenarioError, UsageError
+from labkit.kinds.compile import load_scenario
 from labkit.kinds.guides import render_guide
 from labkit.kinds.steps.file import render_template
 from labkit.model import sandbox
-from labkit.model.scenario import load_scenario
 
 from .scenario_factory import scenario_data, write_scenario
 

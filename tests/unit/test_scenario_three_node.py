@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from labkit.model.scenario import load_scenario, parse_memory_mib
+from labkit.kinds.compile import load_scenario
+from labkit.model.scenario import parse_memory_mib
 
 
 def test_topology() -> None:

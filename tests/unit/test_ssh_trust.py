@@ -11,10 +11,11 @@ from paramiko import Ed25519Key
 
 from labkit.errors import ScenarioError
 from labkit.kinds.checks import CheckResult
+from labkit.kinds.compile import load_scenario
 from labkit.machines.connections import HostKeyChanged, NodeHostKeys, NoHostKey
 from labkit.machines.snapshots import SnapshotRecord
 from labkit.machines.sshkeys import ssh_config_text
-from labkit.model.scenario import CHECK_TIMEOUT, STEP_TIMEOUT, load_scenario
+from labkit.model.scenario import CHECK_TIMEOUT, STEP_TIMEOUT
 from labkit.paths import LabPaths
 
 from .scenario_factory import scenario_data, write_scenario

@@ -10,8 +10,9 @@ from typing import Any
 import pytest
 
 from labkit.errors import UsageError
-from labkit.kinds.compile import KINDS, StepArgsError, build, render_args
+from labkit.kinds.steps import KINDS, StepArgsError, build
 from labkit.kinds.steps.base import StepContext, StepFailed
+from labkit.kinds.templating import render_args
 from labkit.model.scenario import Step
 
 

@@ -13,14 +13,15 @@ import yaml
 from labkit.artifacts import load_catalog
 from labkit.kinds.checks import build as build_check
 from labkit.kinds.checks import hint_text
-from labkit.kinds.compile import build_for_nodes, node_variables, render_args, validate_stage
+from labkit.kinds.compile import build_for_nodes, load_scenario, validate_stage
 from labkit.kinds.guides import guide_context, render_guide
 from labkit.kinds.steps.artifact import ArtifactStep
 from labkit.kinds.steps.base import StepContext
 from labkit.kinds.steps.command import CommandStep
 from labkit.kinds.steps.file import FileStep
 from labkit.kinds.steps.systemd import SystemdStep
-from labkit.model.scenario import Scenario, Stage, Step, load_scenario
+from labkit.kinds.templating import node_variables, render_args
+from labkit.model.scenario import Scenario, Stage, Step
 
 IMAGES = load_scenario("three-node").images.by_role()
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 
 from labkit.cli import app
 from labkit.errors import ScenarioError
-from labkit.model.scenario import load_scenario
+from labkit.kinds.compile import load_scenario
 
 from .scenario_factory import scenario_data, write_scenario
 

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 
 from labkit.errors import ScenarioError, UsageError
+from labkit.kinds.compile import load_scenario
 from labkit.lab.solving import run_stage
-from labkit.model.scenario import load_scenario
 from labkit.model.version_guard import flannel_etcd_api, kubelet_takes_cni_flags, version_refusals
 
 from .scenario_factory import scenario_data, write_scenario

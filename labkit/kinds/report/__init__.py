@@ -1,1 +1,1 @@
-"""."""
+"""How check results are shown: grouping of identical outcomes across nodes, varying values, printing."""
