@@ -21,10 +21,11 @@ from pathlib import Path
 
 from labkit import paths
 from labkit.hostsetup.accel import detect_accel
-from labkit.hostsetup.hostmode import enter_host_namespace, libvirt_connect
+from labkit.hostsetup.hostmode import enter_host_namespace
 from labkit.kinds.compile import load_scenario
 from labkit.lab import Lab, destroy_by_name
 from labkit.machines.domains import destroy_lab
+from labkit.machines.libvirt_host import libvirt_connect
 from labkit.machines.providers.vagrant_libvirt import vagrant_env
 from labkit.progress import LogReporter
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
 import shutil
@@ -75,19 +74,18 @@ def _check_plugin(have_vagrant: bool) -> DoctorCheck:
 
 
 def _check_libvirt() -> tuple[DoctorCheck, Any]:
-    from labkit.hostsetup.hostmode import host_state, libvirt_connect
+    from labkit.hostsetup.hostmode import local_host
 
     try:
-        conn = libvirt_connect()
+        host = local_host()
+        conn = host.connect()
     except HostError as exc:
         fix = "labkit host up" if not Path("/run/systemd/system").is_dir() else "systemctl start libvirtd"
         return DoctorCheck("libvirtd", False, exc.message, fix), None
     version = conn.getLibVersion()
     detail = f"libvirt {version // 1_000_000}.{version // 1000 % 1000}.{version % 1000} at {conn.getURI()}"
-    with contextlib.suppress(HostError):
-        state = host_state()
-        if state is not None:
-            detail += f" (host mode, netns {state.netns})"
+    if host.netns is not None:
+        detail += f" (host mode, netns {host.netns.name})"
     return DoctorCheck("libvirtd", True, detail), conn
 
 

@@ -15,7 +15,6 @@ On a workstation libvirtd runs under systemd and none of this is needed: ``host_
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import datetime as dt
 import fcntl
 import json
@@ -27,7 +26,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
@@ -35,6 +33,15 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import HostError
+from labkit.machines.libvirt_host import (
+    SYSTEMD_HINT,
+    LibvirtHost,
+    Netns,
+    ensure_storage_pool,
+    libvirt_connect,
+    silence_libvirt_errors,
+    systemd_runs,
+)
 from labkit.paths import host_run_dir
 
 log = logging.getLogger(__name__)
@@ -52,13 +59,9 @@ PIDFILES = {"libvirtd": Path("/run/libvirtd.pid"), "virtlogd": Path("/run/virtlo
 # Daemons whose presence means "libvirt is already managed by someone else" (monolithic or modular).
 LIBVIRT_DAEMONS = ("libvirtd", "virtqemud")
 
-CLONE_NEWNET = 0x40000000
 STATE_VERSION = 1
 START_TIMEOUT = 60.0
 STOP_TIMEOUT = 30.0
-
-HOST_UP_HINT = "no systemd on this host: run `sudo labkit host up`"
-SYSTEMD_HINT = "sudo systemctl start libvirtd"
 
 
 @dataclass(frozen=True)
@@ -313,124 +316,25 @@ def _pids_in_netns(ns: tuple[int, int]) -> list[int]:
     return found
 
 
+def local_host() -> LibvirtHost:
+    """This machine as a libvirt host: in host mode, with the network namespace labkit's libvirtd runs in."""
+    state = host_state()
+    netns = Netns(state.netns, state.netns_path, state_file()) if state is not None else None
+    return LibvirtHost(name="local", uri=DEFAULT_URI, pool=POOL_NAME, pool_path=POOL_PATH, netns=netns)
+
+
 def enter_host_namespace() -> str | None:
     """Move this process into host mode's network namespace; returns its name, or None if host mode is off.
-
-    Uses setns(2), which switches only the *calling thread*: call it from the main thread before any other
-    thread starts. Threads and subprocesses created afterwards inherit the namespace. Idempotent. Note that
-    /sys/class/net still shows the host's interfaces (sysfs is bound to the namespace it was mounted in): use
-    ``ip`` / netlink, or ``ip netns exec NAME`` for sysfs writes.
+    From the main thread, before any other thread starts (see :func:`labkit.machines.libvirt_host.enter_netns`).
     """
-    state = host_state()
-    if state is None:
-        return None
-    target = state.netns_path
-    if not target.exists():
-        raise HostError(
-            f"host mode is recorded in {state_file()} but network namespace {state.netns!r} is gone",
-            hint="run `sudo labkit host down && sudo labkit host up`",
-        )
-    if _ns_id(target) == _ns_id("/proc/self/ns/net"):
-        return state.netns
-    if threading.current_thread() is not threading.main_thread():
-        raise HostError("enter_host_namespace() must be called from the main thread")
-    others = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
-    if others:
-        log.warning("entering netns %s while other threads run (they stay outside): %s", state.netns, others)
-    libc = ctypes.CDLL(None, use_errno=True)
-    fd = os.open(target, os.O_RDONLY | os.O_CLOEXEC)
-    try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise HostError(
-                f"cannot enter network namespace {state.netns!r}: {os.strerror(err)}",
-                hint="labkit needs root in host mode: run it with sudo",
-            )
-    finally:
-        os.close(fd)
-    log.debug("entered network namespace %s", state.netns)
-    return state.netns
-
-
-# --------------------------------------------------------------------------------------------- libvirt
-
-
-def _silence_libvirt() -> None:
-    import libvirt
-
-    def _ignore(_ctx: object, _err: object) -> None:
-        return None
-
-    # libvirt prints every error to stderr by default, even those we catch and explain.
-    libvirt.registerErrorHandler(_ignore, None)
-
-
-def _systemd_runs() -> bool:
-    return Path("/run/systemd/system").is_dir()
-
-
-def libvirt_connect(uri: str = DEFAULT_URI) -> Any:
-    """Open a libvirt connection, or raise HostError saying how to get libvirtd running."""
-    import libvirt
-
-    _silence_libvirt()
-    try:
-        return libvirt.open(uri)
-    except libvirt.libvirtError as exc:
-        msg = exc.get_error_message() or str(exc)
-        if "ermission denied" in msg:
-            hint = "run labkit as root, or add your user to the libvirt group (`sudo adduser $USER libvirt`)"
-        elif _systemd_runs():
-            hint = SYSTEMD_HINT
-        else:
-            hint = HOST_UP_HINT
-        raise HostError(f"cannot reach libvirtd at {uri}: {msg}", hint=hint) from exc
-
-
-POOL_XML = """<pool type='dir'>
-  <name>{name}</name>
-  <target><path>{path}</path></target>
-</pool>
-"""
-
-
-def ensure_storage_pool(conn: Any, name: str = POOL_NAME, path: Path = POOL_PATH) -> Any:
-    """Make sure the ``default`` dir pool exists, is active and autostarts (vagrant-libvirt's volumes go there).
-
-    Returns the virStoragePool. Leaves an existing pool's definition as it is.
-    """
-    import libvirt
-
-    try:
-        pool = conn.storagePoolLookupByName(name)
-    except libvirt.libvirtError:
-        path.mkdir(parents=True, exist_ok=True)
-        try:
-            pool = conn.storagePoolDefineXML(POOL_XML.format(name=name, path=path), 0)
-        except libvirt.libvirtError as exc:
-            raise HostError(
-                f"cannot define storage pool {name!r}: {exc.get_error_message()}",
-                hint=f"virsh pool-define-as {name} dir --target {path}",
-            ) from exc
-        log.info("defined storage pool %s at %s", name, path)
-    try:
-        if not pool.isActive():
-            pool.create(0)
-        if not pool.autostart():
-            pool.setAutostart(1)
-    except libvirt.libvirtError as exc:
-        raise HostError(
-            f"cannot start storage pool {name!r}: {exc.get_error_message()}",
-            hint=f"virsh pool-start {name} && virsh pool-autostart {name}",
-        ) from exc
-    return pool
+    return local_host().enter()
 
 
 def _wait_for_libvirtd(daemon: Daemon, timeout: float) -> Any:
     """Wait for the socket and a connection that answers; fail early if the daemon died."""
     import libvirt
 
-    _silence_libvirt()
+    silence_libvirt_errors()
     deadline = time.monotonic() + timeout
     last = "socket /run/libvirt/libvirt-sock not there yet"
     while time.monotonic() < deadline:
@@ -524,7 +428,7 @@ def _check_can_host() -> None:
             raise HostError(f"{binary} not found on PATH", hint=f"apt-get install {package}")
     if shutil.which("libvirtd") is None:
         raise HostError("libvirtd not found on PATH", hint="apt-get install libvirt-daemon-system")
-    if _systemd_runs():
+    if systemd_runs():
         raise HostError("this host runs systemd: host mode is not needed here", hint=SYSTEMD_HINT)
     pid = find_libvirtd()
     if pid is not None:

@@ -25,6 +25,7 @@ from typing import Any
 from labkit import paths
 from labkit.errors import HostError, LabError, ScenarioError, UsageError
 from labkit.hostsetup.accel import AccelChoice, detect_accel
+from labkit.hostsetup.hostmode import local_host
 from labkit.kinds.checks import CheckResult
 from labkit.kinds.compile import load_scenario
 from labkit.lab.solving import StageReport
@@ -44,6 +45,7 @@ from labkit.machines.domains import (
     network_cidrs,
 )
 from labkit.machines.guest import configure_script, parse_output, remote_command
+from labkit.machines.libvirt_host import LibvirtHost
 from labkit.machines.providers.vagrant_libvirt import BOOT_PHASES, VagrantLibvirt
 from labkit.machines.snapshots import (
     SnapshotRecord,
@@ -146,13 +148,6 @@ class LabStatus:
         return asdict(self)
 
 
-def _connect() -> Any:
-    from labkit.hostsetup.hostmode import enter_host_namespace, libvirt_connect
-
-    enter_host_namespace()
-    return libvirt_connect()
-
-
 def known_labs() -> list[str]:
     """Labs with a directory on this host (sorted)."""
     root = paths.labs_dir()
@@ -187,16 +182,21 @@ def _sync_nodes(connections: dict[str, Any], reporter: Reporter) -> None:
 class Lab:
     """One lab. ``create`` for a new or existing lab of a scenario, ``load`` for an existing lab by name."""
 
-    def __init__(self, scenario: Scenario, name: str, state: LabState | None = None) -> None:
+    def __init__(
+        self, scenario: Scenario, name: str, state: LabState | None = None, host: LibvirtHost | None = None
+    ) -> None:
         self.scenario = scenario
         self.name = check_lab_name(name)
         self.paths = LabPaths.for_lab(name)
         self.state = state
+        self.host = host or local_host()
 
     # ---- finding labs -------------------------------------------------------------------------------
 
     @classmethod
-    def create(cls, scenario: str | Path | Scenario, name: str | None = None) -> Lab:
+    def create(
+        cls, scenario: str | Path | Scenario, name: str | None = None, host: LibvirtHost | None = None
+    ) -> Lab:
         """The lab ``name`` (default: the scenario's name) of ``scenario``, validated. Touches no VM."""
         loaded = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
         lab_name = check_lab_name(name or loaded.name)
@@ -206,10 +206,10 @@ class Lab:
                 f"lab {lab_name} already runs scenario {state.scenario}",
                 f"pick another name with --name, or `labkit destroy {lab_name}` first",
             )
-        return cls(loaded, lab_name, state)
+        return cls(loaded, lab_name, state, host)
 
     @classmethod
-    def load(cls, name: str | None = None) -> Lab:
+    def load(cls, name: str | None = None, host: LibvirtHost | None = None) -> Lab:
         """An existing lab: by name, or the only one on this host. Rebuilt from libvirt if its state is lost."""
         if name is None:
             labs = known_labs()
@@ -224,12 +224,12 @@ class Lab:
         check_lab_name(name)
         state = read_state(LabPaths.for_lab(name).state)
         if state is not None:
-            return cls(load_scenario(state.scenario_path), name, state)
-        return cls._rediscover(name)
+            return cls(load_scenario(state.scenario_path), name, state, host)
+        return cls._rediscover(name, host or local_host())
 
     @classmethod
-    def _rediscover(cls, name: str) -> Lab:
-        conn = _connect()
+    def _rediscover(cls, name: str, host: LibvirtHost) -> Lab:
+        conn = host.connect()
         if name not in labs_in_libvirt(conn):
             known = ", ".join(known_labs()) or "none"
             raise UsageError(f"no lab named {name!r} on this host (labs: {known})", "see `labkit status`")
@@ -252,7 +252,7 @@ class Lab:
                 "and its scenario is unknown",
                 f"`labkit destroy {name}` removes it from libvirt",
             )
-        lab = cls(scenario, name, None)
+        lab = cls(scenario, name, None, host)
         lab.state = lab._new_state(conn, detect_accel(None if scenario.accel == "auto" else scenario.accel))
         cidrs = network_cidrs(conn)
         lab.state.management_cidr = cidrs.get(management_network_name(name), lab.state.management_cidr)
@@ -335,10 +335,8 @@ class Lab:
         started = time.monotonic()
         # The box is built from the host's apt mirror: before entering host mode's namespace, which has no route.
         self._ensure_box(reporter)
-        conn = _connect()
-        from labkit.hostsetup.hostmode import ensure_storage_pool
-
-        ensure_storage_pool(conn)
+        conn = self.host.connect()
+        self.host.ensure_pool()
         choice = detect_accel(accel or (None if self.scenario.accel == "auto" else self.scenario.accel))
         if self.state is not None and self.state.accel != choice.driver and lab_domains(conn, self.name):
             kept = detect_accel(self.state.accel)
@@ -394,6 +392,8 @@ class Lab:
             accel=accel.driver,
             management_network=LibvirtNetwork(self.state.management_network, self.state.management_cidr),
             ssh_private_keys=tuple(str(key) for key in self._keys()),
+            libvirt_uri=self.host.uri,
+            storage_pool=self.host.pool,
         )
         write_vagrantfile(self.scenario, options, self.paths.root)
 
@@ -487,10 +487,9 @@ class Lab:
 
     def _connection(self, node: str, keys: list[Path] | None = None, record_host_key: bool = False) -> Any:
         """A connection to ``node`` that accepts only the host key recorded at ``labkit up``."""
-        from labkit.hostsetup.hostmode import enter_host_namespace
         from labkit.machines.connections import connect
 
-        enter_host_namespace()
+        self.host.enter()
         state = self._require_state()
         if node not in state.nodes:
             raise UsageError(f"lab {self.name} has no node {node!r}", f"nodes: {', '.join(state.nodes)}")
@@ -521,7 +520,7 @@ class Lab:
 
     def status(self) -> LabStatus:
         """Nodes with roles, IPs and VM states, from libvirt; the lab's accel, stage and snapshots."""
-        conn = _connect()
+        conn = self.host.connect()
         state = self.state or self._new_state(conn, detect_accel())
         domains = lab_domains(conn, self.name, list(state.nodes))
         snapshots = {s.record.name for s in list_sets(domains, sizes=False)}
@@ -729,7 +728,7 @@ class Lab:
         """Snapshot every VM under ``name``, all or nothing. ``disk_only``: shut the VMs down, snapshot their
         disks without memory (much less disk), boot them again and wait for SSH; a reset to it then boots."""
         check_name(name)
-        conn = _connect()
+        conn = self.host.connect()
         with self._locked("snapshot"):
             state = self._require_state()
             stage = stage or state.current_stage
@@ -763,25 +762,23 @@ class Lab:
         return record
 
     def snapshots(self) -> list[SnapshotSet]:
-        return list_sets(lab_domains(_connect(), self.name, [n.name for n in self.scenario.nodes]))
+        return list_sets(lab_domains(self.host.connect(), self.name, [n.name for n in self.scenario.nodes]))
 
     def delete_snapshot(self, name: str) -> list[str]:
-        conn = _connect()
+        conn = self.host.connect()
         with self._locked("snapshot delete"):
             return delete_set(self._domains(conn), name)
 
     def disk_usage(self) -> int:
-        return disk_usage(lab_domains(_connect(), self.name, [n.name for n in self.scenario.nodes]))
+        return disk_usage(lab_domains(self.host.connect(), self.name, [n.name for n in self.scenario.nodes]))
 
     def reset(self, name: str, reporter: Reporter | None = None) -> ResetReport:
         """Revert every VM to snapshot set ``name``, then set guest clocks from the (reverted) hardware clock
         and wait until every node answers SSH. Refused before touching any VM if one lacks the snapshot."""
-        from labkit.hostsetup.hostmode import libvirt_connect
-
         reporter = reporter or LogReporter()
         check_name(name)
         started = time.monotonic()
-        conn = _connect()
+        conn = self.host.connect()
         with self._locked("reset"):
             state = self._require_state()
             domains = self._domains(conn)
@@ -811,7 +808,7 @@ class Lab:
                 revert_set(
                     {node: dom.name() for node, dom in domains.items()},
                     name,
-                    libvirt_connect,
+                    self.host.open,
                     on_node=after_revert,
                     snapshots=found.snapshots,
                 )
@@ -889,7 +886,7 @@ class Lab:
 
     def destroy(self) -> Removal:
         """Remove snapshots, domains, volumes and networks of the lab, then its directory. Idempotent."""
-        conn = _connect()
+        conn = self.host.connect()
         nodes = [n.name for n in self.scenario.nodes]
         with self._locked("destroy"):
             removed = destroy_lab(conn, self.name, nodes)
@@ -898,18 +895,19 @@ class Lab:
         return removed
 
 
-def destroy_by_name(name: str) -> Removal:
+def destroy_by_name(name: str, host: LibvirtHost | None = None) -> Removal:
     """Destroy a lab by name even when neither its directory nor its scenario can be found."""
     check_lab_name(name)
+    host = host or local_host()
     try:
-        lab = Lab.load(name)
+        lab = Lab.load(name, host)
     except (UsageError, LabError, ScenarioError):  # a lab whose scenario is gone or now invalid still goes
         lab = None
     if lab is not None:
         return lab.destroy()  # a busy lab refuses here, and that refusal is final
     paths = LabPaths.for_lab(name)
     with lab_lock(paths.lock, name, "destroy"):
-        removed = destroy_lab(_connect(), name)
+        removed = destroy_lab(host.connect(), name)
     shutil.rmtree(paths.root, ignore_errors=True)
     forget_lab_key(paths)
     return removed

@@ -30,8 +30,8 @@ from labkit.hostsetup.hostmode import (
     host_down,
     host_state,
     host_up,
-    libvirt_connect,
 )
+from labkit.machines.libvirt_host import libvirt_connect
 
 _OWNED = pytest.StashKey[bool]()
 _OUTER_NETNS_FD = pytest.StashKey[int]()

@@ -8,10 +8,10 @@ from __future__ import annotations
 
 import pytest
 
-from labkit.hostsetup.hostmode import libvirt_connect
 from labkit.lab import Lab
 from labkit.lock import lab_lock
 from labkit.machines.domains import domain_state, lab_domains
+from labkit.machines.libvirt_host import libvirt_connect
 
 from .lab_helpers import LAB, NODES, labkit_cli
 

@@ -24,9 +24,9 @@ from labkit.hostsetup.hostmode import (
     host_down,
     host_state,
     host_up,
-    libvirt_connect,
     state_file,
 )
+from labkit.machines.libvirt_host import libvirt_connect
 
 pytestmark = pytest.mark.vm
 

@@ -9,9 +9,10 @@ import time
 
 import pytest
 
-from labkit.hostsetup.hostmode import PIDFILES, HostState, host_state, libvirt_connect
+from labkit.hostsetup.hostmode import PIDFILES, HostState, host_state
 from labkit.lab import Lab
 from labkit.machines.domains import domain_state, lab_domains
+from labkit.machines.libvirt_host import libvirt_connect
 
 from .lab_helpers import NODES, labkit_cli
 

@@ -21,11 +21,12 @@ from typing import Any
 import pytest
 import yaml
 
-from labkit.hostsetup.hostmode import HostState, libvirt_connect
+from labkit.hostsetup.hostmode import HostState
 from labkit.kinds.compile import load_scenario
 from labkit.lab import Lab, destroy_by_name
 from labkit.lock import lab_lock
 from labkit.machines.domains import domain_state, lab_domains
+from labkit.machines.libvirt_host import libvirt_connect
 from labkit.paths import LabPaths
 
 from .lab_helpers import labkit_cli

@@ -11,10 +11,10 @@ import time
 import pytest
 
 from labkit.errors import LabError, UsageError
-from labkit.hostsetup.hostmode import libvirt_connect
 from labkit.lab import Lab
 from labkit.lock import lab_lock
 from labkit.machines.domains import lab_domains
+from labkit.machines.libvirt_host import libvirt_connect
 from labkit.machines.snapshots import SnapshotRecord, now, take_set
 
 from .lab_helpers import IPS, NODES, labkit_cli
@@ -182,7 +182,7 @@ def _keep_counts(lab: Lab) -> dict[str, int]:
 
 KILL_DURING_TAKE = """
 import os, signal, sys
-from labkit.hostsetup.hostmode import libvirt_connect
+from labkit.machines.libvirt_host import libvirt_connect
 from labkit.machines.domains import lab_domains
 from labkit.machines.snapshots import SnapshotRecord, now, take_set
 

@@ -9,9 +9,9 @@ import time
 
 import pytest
 
-from labkit.hostsetup.hostmode import libvirt_connect
 from labkit.lab import Lab
 from labkit.machines.domains import lab_domains
+from labkit.machines.libvirt_host import libvirt_connect
 
 from .lab_helpers import LAB, labkit_cli
 

@@ -8,9 +8,10 @@ import pytest
 import yaml
 
 from labkit import artifacts
-from labkit.hostsetup.hostmode import HostState, libvirt_connect
+from labkit.hostsetup.hostmode import HostState
 from labkit.lab import destroy_by_name
 from labkit.machines.domains import labs_in_libvirt
+from labkit.machines.libvirt_host import libvirt_connect
 
 from .lab_helpers import labkit_cli
 

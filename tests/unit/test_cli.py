@@ -100,12 +100,12 @@ def test_render_refuses_bad_accel(tmp_path: Path) -> None:
 
 
 def test_up_validates_before_touching_libvirt(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import labkit.lab
+    from labkit.machines.libvirt_host import LibvirtHost
 
-    def no_libvirt() -> None:
+    def no_libvirt(self: LibvirtHost) -> None:
         raise AssertionError("libvirt was contacted before the scenario was validated")
 
-    monkeypatch.setattr(labkit.lab, "_connect", no_libvirt)
+    monkeypatch.setattr(LibvirtHost, "open", no_libvirt)
     bad = tmp_path / "scenario.yaml"
     bad.write_text("name: x\ndescription: y\nnodes: []\n")
     result = CliRunner().invoke(app, ["up", str(bad)])

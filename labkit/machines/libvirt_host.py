@@ -1,0 +1,197 @@
+"""A libvirt host as a value: where labs live. Every libvirt call of a lab goes through the host it was given.
+
+Today there is one host, this machine (``local``), reached at ``qemu:///system``; in host mode its libvirtd runs
+in a network namespace that labkit enters before it talks to the VMs. A remote host is the same value with a
+``qemu+ssh://`` URI.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from labkit.errors import HostError
+
+log = logging.getLogger(__name__)
+
+LOCAL_URI = "qemu:///system"
+DEFAULT_POOL = "default"
+DEFAULT_POOL_PATH = Path("/var/lib/libvirt/images")
+CLONE_NEWNET = 0x40000000
+HOST_UP_HINT = "no systemd on this host: run `sudo labkit host up`"
+SYSTEMD_HINT = "sudo systemctl start libvirtd"
+POOL_XML = """<pool type='dir'>
+  <name>{name}</name>
+  <target><path>{path}</path></target>
+</pool>
+"""
+
+
+@dataclass(frozen=True)
+class Netns:
+    """The network namespace a host's VM networks live in (host mode), and the file that records it."""
+
+    name: str
+    path: Path
+    recorded_in: Path
+
+
+@dataclass
+class LibvirtHost:
+    """One libvirt host: its name for users, its URI, the storage pool for VM disks, and (in host mode) the
+    network namespace labkit enters to reach the VMs. ``connect`` keeps one connection; ``open`` makes a new
+    one (a connection per thread where libvirt calls run in parallel)."""
+
+    name: str = "local"
+    uri: str = LOCAL_URI
+    pool: str = DEFAULT_POOL
+    pool_path: Path = DEFAULT_POOL_PATH
+    netns: Netns | None = None
+    _conn: Any = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def host_mode(self) -> bool:
+        """True when labkit runs this host's libvirtd itself, in a network namespace."""
+        return self.netns is not None
+
+    def enter(self) -> str | None:
+        """Move this process into the host's network namespace (host mode); its name, or None."""
+        if self.netns is None:
+            return None
+        if not self.netns.path.exists():
+            raise HostError(
+                f"host mode is recorded in {self.netns.recorded_in} but network namespace "
+                f"{self.netns.name!r} is gone",
+                hint="run `sudo labkit host down && sudo labkit host up`",
+            )
+        enter_netns(self.netns.name, self.netns.path)
+        return self.netns.name
+
+    def open(self) -> Any:
+        """A new libvirt connection to this host (after entering its namespace)."""
+        self.enter()
+        return libvirt_connect(self.uri)
+
+    def connect(self) -> Any:
+        """This host's shared libvirt connection, opened again if it died."""
+        if self._conn is None or not _alive(self._conn):
+            self._conn = self.open()
+        return self._conn
+
+    def ensure_pool(self) -> Any:
+        """The storage pool VM disks go in, defined, started and autostarted if it was not."""
+        return ensure_storage_pool(self.connect(), self.pool, self.pool_path)
+
+    def close(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except Exception:
+                log.debug("closing the libvirt connection to %s failed", self.name, exc_info=True)
+            self._conn = None
+
+
+def _alive(conn: Any) -> bool:
+    try:
+        return bool(conn.isAlive())
+    except Exception:
+        return False
+
+
+def _ns_id(path: Path | str) -> tuple[int, int]:
+    st = os.stat(path)
+    return st.st_dev, st.st_ino
+
+
+def enter_netns(name: str, path: Path) -> None:
+    """setns(2) into the network namespace at ``path``. It switches only the *calling thread*: call it from the
+    main thread before any other thread starts; threads and subprocesses created later inherit it. Idempotent.
+    /sys/class/net still shows the host's interfaces (sysfs is bound to where it was mounted): use ``ip``."""
+    if _ns_id(path) == _ns_id("/proc/self/ns/net"):
+        return
+    if threading.current_thread() is not threading.main_thread():
+        raise HostError("entering a network namespace must happen on the main thread")
+    others = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
+    if others:
+        log.warning("entering netns %s while other threads run (they stay outside): %s", name, others)
+    libc = ctypes.CDLL(None, use_errno=True)
+    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            err = ctypes.get_errno()
+            raise HostError(
+                f"cannot enter network namespace {name!r}: {os.strerror(err)}",
+                hint="labkit needs root in host mode: run it with sudo",
+            )
+    finally:
+        os.close(fd)
+    log.debug("entered network namespace %s", name)
+
+
+def silence_libvirt_errors() -> None:
+    import libvirt
+
+    def _ignore(_ctx: object, _err: object) -> None:
+        return None
+
+    # libvirt prints every error to stderr by default, even those we catch and explain.
+    libvirt.registerErrorHandler(_ignore, None)
+
+
+def systemd_runs() -> bool:
+    return Path("/run/systemd/system").is_dir()
+
+
+def libvirt_connect(uri: str = LOCAL_URI) -> Any:
+    """Open a libvirt connection, or raise HostError saying how to get libvirtd running."""
+    import libvirt
+
+    silence_libvirt_errors()
+    try:
+        return libvirt.open(uri)
+    except libvirt.libvirtError as exc:
+        msg = exc.get_error_message() or str(exc)
+        if "ermission denied" in msg:
+            hint = "run labkit as root, or add your user to the libvirt group (`sudo adduser $USER libvirt`)"
+        elif systemd_runs():
+            hint = SYSTEMD_HINT
+        else:
+            hint = HOST_UP_HINT
+        raise HostError(f"cannot reach libvirtd at {uri}: {msg}", hint=hint) from exc
+
+
+def ensure_storage_pool(conn: Any, name: str = DEFAULT_POOL, path: Path = DEFAULT_POOL_PATH) -> Any:
+    """Make sure the dir pool ``name`` exists, is active and autostarts (vagrant-libvirt's volumes go there).
+
+    Returns the virStoragePool. Leaves an existing pool's definition as it is.
+    """
+    import libvirt
+
+    try:
+        pool = conn.storagePoolLookupByName(name)
+    except libvirt.libvirtError:
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            pool = conn.storagePoolDefineXML(POOL_XML.format(name=name, path=path), 0)
+        except libvirt.libvirtError as exc:
+            raise HostError(
+                f"cannot define storage pool {name!r}: {exc.get_error_message()}",
+                hint=f"virsh pool-define-as {name} dir --target {path}",
+            ) from exc
+        log.info("defined storage pool %s at %s", name, path)
+    try:
+        if not pool.isActive():
+            pool.create(0)
+        if not pool.autostart():
+            pool.setAutostart(1)
+    except libvirt.libvirtError as exc:
+        raise HostError(
+            f"cannot start storage pool {name!r}: {exc.get_error_message()}",
+            hint=f"virsh pool-start {name} && virsh pool-autostart {name}",
+        ) from exc
+    return pool
