@@ -17,7 +17,7 @@ class FakeConnection:
         self.alive = True
         self.closed = False
 
-    def isAlive(self) -> int:  # noqa: N802 - libvirt's name
+    def isAlive(self) -> int:
         return int(self.alive)
 
     def close(self) -> None:
