@@ -213,3 +213,20 @@ def _refuse_removed_kubelet_flags(scenario: Scenario, stage: Stage, kind: StepKi
 
 
 __all__ = ["StageReport", "run_stage"]
+
+
+def sync_nodes(connections: dict[str, Any], reporter: Reporter) -> None:
+    """``sync`` on every node, in parallel: a host crash right after a solve must not lose what it wrote."""
+    import paramiko
+
+    def sync(node: str) -> str | None:
+        try:
+            result = connections[node].run("sync")
+        except (OSError, paramiko.SSHException) as exc:
+            return f"{node}: {exc}"
+        return None if result.ok else f"{node}: exit {result.exited}"
+
+    with ThreadPoolExecutor(max_workers=len(connections)) as pool:
+        failed = [f for f in pool.map(sync, list(connections)) if f]
+    if failed:
+        reporter.note(f"could not sync the disks of {'; '.join(failed)}: a host crash now may lose the stage")
