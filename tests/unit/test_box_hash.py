@@ -11,7 +11,10 @@ from pathlib import Path
 import pytest
 
 from labkit import paths
+from labkit.errors import UsageError
 from labkit.hostsetup import box
+from labkit.hostsetup.box import buildlog, old_versions, pool_volumes
+from labkit.hostsetup.box.grub import grub_serial_setup
 
 
 def _definition(root: Path) -> Path:
@@ -128,7 +131,7 @@ def test_shipped_definition_is_valid() -> None:
 
 def test_invalid_definition_is_a_usage_error(tmp_path: Path) -> None:
     (tmp_path / "box.yaml").write_text("name: labkit/x\nsuite: bookworm\npackages: ['a;rm -rf /']\n")
-    with pytest.raises(box.UsageError, match=r"packages: .*not a plain package"):
+    with pytest.raises(UsageError, match=r"packages: .*not a plain package"):
         box.load_definition(tmp_path)
 
 
@@ -219,7 +222,7 @@ def test_shipped_grub_modules_cover_the_builder_configs() -> None:
     if not (grub / "command.lst").is_file():
         pytest.skip("grub-pc-bin is not installed")
     definition = box.load_definition(paths.boxes_dir() / box.DEFAULT_BOX)
-    configs = [box._grub_serial_setup() + GRUB_CFG]
+    configs = [grub_serial_setup() + GRUB_CFG]
     lists = ((grub / "command.lst").read_text(), (grub / "moddep.lst").read_text())
     assert box.grub_missing_commands(configs, definition.grub_modules, *lists) == []
 
@@ -243,8 +246,8 @@ def test_versions_in_use_come_from_vagrants_machine_index(
 
     machines = {"a": machine("1.1.1", lab), "b": machine("1.2.2", tmp_path / "gone"), "c": {"name": "x"}}
     index.write_text(json.dumps({"version": 1, "machines": machines}))
-    assert box._versions_in_use("labkit/debian12") == {"1.1.1"}
-    assert box._versions_in_use("labkit/other") == set()
+    assert old_versions.versions_in_use("labkit/debian12") == {"1.1.1"}
+    assert old_versions.versions_in_use("labkit/other") == set()
 
 
 FAKE_VIRSH = """#!/bin/sh
@@ -274,11 +277,11 @@ def test_old_pool_volumes_are_deleted_unless_a_vm_disk_backs_on_them(
     monkeypatch.setenv("PATH", f"{bin_dir}:{os.environ['PATH']}")
     monkeypatch.setenv("LIBVIRT_DEFAULT_URI", "test:///fake")
     monkeypatch.setenv("VIRSH_CALLS", str(calls))
-    monkeypatch.setattr(box, "box_volume_name", lambda _name, version: f"old{version}")
+    monkeypatch.setattr(pool_volumes, "box_volume_name", lambda _name, version: f"old{version}")
     definition = box.load_definition(paths.boxes_dir() / box.DEFAULT_BOX)
-    log = box._Log(tmp_path / "build.log")
+    log = buildlog.BuildLog(tmp_path / "build.log")
     notes: list[str] = []
-    box._delete_pool_volumes(log, definition, ["1", "2"], notes.append)
+    pool_volumes.delete_pool_volumes(log, definition, ["1", "2"], notes.append)
     log.close()
     deletes = [line for line in calls.read_text().splitlines() if "vol-delete" in line]
     assert deletes == ["-q vol-delete --pool default old1"]
