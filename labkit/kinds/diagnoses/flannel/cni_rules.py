@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import re
 
-from labkit.kinds.diagnoses import Finding, Text
+from labkit.kinds.diagnoses.finding import Finding, Text
 from labkit.kinds.diagnoses.flannel.expectations import Expectations, version_tuple
 from labkit.kinds.diagnoses.flannel.facts import Facts
 from labkit.kinds.diagnoses.flannel.findings import (

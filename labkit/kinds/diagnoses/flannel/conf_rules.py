@@ -5,7 +5,7 @@ from __future__ import annotations
 import ipaddress
 from urllib.parse import urlsplit
 
-from labkit.kinds.diagnoses import Finding, Text
+from labkit.kinds.diagnoses.finding import Finding, Text
 from labkit.kinds.diagnoses.flannel.expectations import Expectations
 from labkit.kinds.diagnoses.flannel.facts import Facts
 from labkit.kinds.diagnoses.flannel.findings import ENDPOINT_NO_SCHEME, HOSTNAME_ENDPOINT, WRONG_IFACE

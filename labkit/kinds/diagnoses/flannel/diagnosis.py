@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from labkit.kinds.diagnoses import Finding
+from labkit.kinds.diagnoses.finding import Finding
 from labkit.kinds.diagnoses.flannel.cni_rules import cni_findings, kubelet_findings
 from labkit.kinds.diagnoses.flannel.conf_rules import endpoint_findings, iface_findings
 from labkit.kinds.diagnoses.flannel.etcd_rules import etcd_findings, flannel_api

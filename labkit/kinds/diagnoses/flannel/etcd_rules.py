@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from labkit.kinds.diagnoses import Finding
+from labkit.kinds.diagnoses.finding import Finding
 from labkit.kinds.diagnoses.flannel.expectations import Expectations, version_tuple
 from labkit.kinds.diagnoses.flannel.facts import Facts
 from labkit.kinds.diagnoses.flannel.findings import (

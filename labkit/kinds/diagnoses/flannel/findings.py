@@ -5,7 +5,7 @@ The texts' ``{placeholders}`` are filled by the rules that raise them (``*_rules
 
 from __future__ import annotations
 
-from labkit.kinds.diagnoses import FindingSpec, Text
+from labkit.kinds.diagnoses.finding import FindingSpec, Text
 
 ETCD_V2_OFF = FindingSpec(
     "etcd-v2-off",

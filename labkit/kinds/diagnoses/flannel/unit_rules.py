@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from labkit.kinds.diagnoses import Finding, Text
+from labkit.kinds.diagnoses.finding import Finding, Text
 from labkit.kinds.diagnoses.flannel.expectations import Expectations
 from labkit.kinds.diagnoses.flannel.facts import Facts
 from labkit.kinds.diagnoses.flannel.findings import (
