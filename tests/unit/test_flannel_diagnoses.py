@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shlex
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -634,3 +635,14 @@ def test_facts_script_finds_the_binary_the_unit_runs(tmp_path: Path, installed: 
     else:
         assert facts.flanneld_absent == str(binary) and facts.flanneld_binary is None
         assert "flanneld-not-installed" in ids and "flanneld-not-started" not in ids
+
+
+@pytest.mark.parametrize(
+    "module", ["labkit.kinds.diagnoses", "labkit.kinds.diagnoses.flannel", "labkit.kinds.checks"]
+)
+def test_each_package_imports_first_in_a_fresh_interpreter(module: str) -> None:
+    """checks and diagnoses import each other (the flannel check, checks.base): any of them may come first."""
+    done = subprocess.run(
+        [sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr

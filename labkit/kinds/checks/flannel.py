@@ -1,6 +1,6 @@
 """``flannel``: flannel works on this node, and when it does not, the findings that say why.
 
-One remote command gathers every fact (:func:`labkit.kinds.diagnoses.flannel.facts_script`); the findings
+One remote command gathers every fact (:func:`labkit.kinds.diagnoses.flannel.script.facts_script`); the findings
 come from those facts on the host. The check passes when flanneld is seen active and no finding is raised.
 """
 
