@@ -19,30 +19,29 @@ The mirror (``--mirror``/``LABKIT_MIRROR``/scenario's ``mirror:``) maps registri
 
 from __future__ import annotations
 
-import contextlib
-import datetime
 import hashlib
 import logging
-import os
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from labkit import paths
-from labkit.artifacts import (
-    MissingArtifactsError,
-    WarnFn,
-    editing_lock,
-    file_sha256,
-    lock_data,
-    lock_file,
-    resolve_mirror,
-)
+from labkit.artifacts.files import changed_error, file_sha256, holds, replacing
+from labkit.artifacts.inventory import MissingArtifactsError
+from labkit.artifacts.lockfile import IMAGES, WarnFn, lock_file
+from labkit.artifacts.mirror import resolve_mirror
 from labkit.errors import HostError, UsageError
-from labkit.model.image_refs import ArchiveInfo, Image, ImageRefError, pull_source, read_archive, same_image
+from labkit.model.image_refs import (
+    ArchiveInfo,
+    Image,
+    ImageRefError,
+    Source,
+    pull_source,
+    read_archive,
+    same_image,
+)
 
 log = logging.getLogger("labkit.artifacts.images")
 
@@ -63,45 +62,36 @@ def cache_path(image: Image) -> Path:
 
 def recorded(image: Image) -> dict[str, Any] | None:
     """The lock file's entry for the image (digest, archive_sha256, image_id, how, recorded), if any."""
-    entry = lock_data().get("images", {}).get(image.key)
-    return entry if isinstance(entry, dict) else None
+    return IMAGES.recorded(image.key)
 
 
 def expected_digest(image: Image) -> str | None:
     """The pin, else the digest recorded at first pull, else None."""
-    if image.digest:
-        return image.digest
-    entry = recorded(image)
-    return str(entry["digest"]) if entry and entry.get("digest") else None
+    return IMAGES.expected(image.key, image.digest)
 
 
 def digest_source(image: Image) -> str:
-    if image.digest:
-        return f"pinned: {image.source}"
-    entry = recorded(image)
-    if entry:
-        return f"recorded {entry.get('recorded', '?')} ({entry.get('how', '?')})"
-    return "no public pin: recorded at first pull (trust on first use)"
+    pinned = f"pinned: {image.source}" if image.digest else None
+    return IMAGES.source(image.key, pinned, "no public pin: recorded at first pull (trust on first use)")
 
 
 def record(image: Image, digest: str, archive_sha256: str, image_id: str, how: str) -> None:
     """Write the image's lock entry; refuses a digest that differs from one recorded before."""
-    with editing_lock() as data:
-        images = data.setdefault("images", {})
-        entry = images.get(image.key)
-        if isinstance(entry, dict) and entry.get("digest") not in (None, digest):
-            raise HostError(
-                f"image {image}: digest {digest} differs from {entry['digest']} recorded in {lock_file()}; refused",
-                "if upstream really moved the tag, delete that entry and fetch again",
-            )
-        images[image.key] = {
-            "reference": image.reference,
-            "digest": digest,
-            "archive_sha256": archive_sha256,
-            "image_id": image_id,
-            "how": how,
-            "recorded": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        }
+    entry = {
+        "reference": image.reference,
+        "digest": digest,
+        "archive_sha256": archive_sha256,
+        "image_id": image_id,
+        "how": how,
+    }
+
+    def conflict(before: str) -> HostError:
+        return HostError(
+            f"image {image}: digest {digest} differs from {before} recorded in {lock_file()}; refused",
+            "if upstream really moved the tag, delete that entry and fetch again",
+        )
+
+    IMAGES.record(image.key, entry, conflict)
 
 
 @dataclass(frozen=True)
@@ -126,7 +116,7 @@ def cached(image: Image) -> CachedImage | None:
     """The cached archive when it is there and is what the lock file recorded; None otherwise."""
     path = cache_path(image)
     entry = _check_entry(image, recorded(image))
-    if entry is None or not path.is_file() or file_sha256(path) != entry["archive_sha256"]:
+    if entry is None or not holds(path, str(entry["archive_sha256"])):
         return None
     return CachedImage(image, path, str(entry["archive_sha256"]), str(entry["image_id"]))
 
@@ -140,10 +130,8 @@ def require(image: Image, scenario: str | None = None) -> CachedImage:
         raise MissingArtifactsError([], scenario, images=[image])
     got = file_sha256(path)
     if got != entry["archive_sha256"]:
-        raise HostError(
-            f"image {image}: the cached {path} has sha256 {got}, expected {entry['archive_sha256']} "
-            f"(recorded in {lock_file()}): refused (corrupted or replaced)",
-            "delete it and `labkit artifacts fetch` again, or `labkit artifacts import DIR` a good copy",
+        raise changed_error(
+            f"image {image}", path, got, entry["archive_sha256"], f" (recorded in {lock_file()})"
         )
     return CachedImage(image, path, got, str(entry["image_id"]))
 
@@ -211,12 +199,22 @@ def fetch(image: Image, mirror: str | None = None, *, warn: WarnFn | None = None
     except ImageRefError as exc:
         raise UsageError(str(exc), "give an http:// or https:// mirror, or import the images") from None
     dest = cache_path(image)
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
-    os.close(fd)
-    tmp = Path(tmp_name)
-    tmp.unlink()  # skopeo creates the archive itself
-    try:
+    info = _pull(image, source, base, dest)
+    archive_sha = file_sha256(dest)
+    how = f"{'first pull' if first_use else 'pull by digest'} from {source.transport_ref}"
+    record(image, digest, archive_sha, info.image_id, how)
+    if first_use:
+        warn(
+            f"image {image}: no public digest is pinned; recorded {digest} ({how}) in {lock_file()}. "
+            "Compare it with a trusted source; a later pull or import that differs is refused."
+        )
+    return CachedImage(image, dest, archive_sha, info.image_id)
+
+
+def _pull(image: Image, source: Source, mirror: str | None, dest: Path) -> ArchiveInfo:
+    """Copy the image with skopeo into a docker-archive at ``dest`` tagged with its reference; its tags and ID."""
+    with replacing(dest) as tmp:
+        tmp.unlink()  # skopeo creates the archive itself
         _skopeo(
             [
                 "copy",
@@ -228,23 +226,9 @@ def fetch(image: Image, mirror: str | None = None, *, warn: WarnFn | None = None
                 f"docker-archive:{tmp}:{image.reference}",
             ],
             f"pulling {image} ({source.transport_ref})",
-            _hint(image, base, source.transport_ref),
+            _hint(image, mirror, source.transport_ref),
         )
-        info = _archive_info(image, tmp)
-        tmp.chmod(0o644)
-        os.replace(tmp, dest)
-        archive_sha = file_sha256(dest)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-    how = f"{'first pull' if first_use else 'pull by digest'} from {source.transport_ref}"
-    record(image, digest, archive_sha, info.image_id, how)
-    if first_use:
-        warn(
-            f"image {image}: no public digest is pinned; recorded {digest} ({how}) in {lock_file()}. "
-            "Compare it with a trusted source; a later pull or import that differs is refused."
-        )
-    return CachedImage(image, dest, archive_sha, info.image_id)
+        return _archive_info(image, tmp)
 
 
 def _archive_info(image: Image, path: Path) -> ArchiveInfo:

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from labkit import artifacts
+from labkit import artifacts, paths
 from labkit.artifacts import Artifact, Catalog
 from labkit.errors import HostError
 
@@ -216,7 +216,7 @@ def mirror(monkeypatch: pytest.MonkeyPatch) -> Iterator[Mirror]:
 
 
 def _cache_files() -> list[Path]:
-    root = artifacts.paths.artifact_cache_dir()
+    root = paths.artifact_cache_dir()
     return sorted(p for p in root.rglob("*") if p.is_file()) if root.exists() else []
 
 
@@ -230,7 +230,7 @@ def test_fetch_downloads_once_and_extracts_a_working_etcd(
     mirror.serve(ETCD_URL, releases.etcd_tar)
     seen: list[tuple[int, int | None]] = []
     path = artifacts.fetch(etcd, mirror.base, progress=lambda done, total: seen.append((done, total)))
-    assert path == artifacts.paths.artifact_cache_dir() / "etcd" / "3.4.14" / ETCD_TAR
+    assert path == paths.artifact_cache_dir() / "etcd" / "3.4.14" / ETCD_TAR
     assert _sha256(path) == releases.etcd_sha
     size = releases.etcd_tar.stat().st_size
     assert seen[0] == (0, size) and seen[-1] == (size, size)

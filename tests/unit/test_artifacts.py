@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from labkit import artifacts
 from labkit.artifacts import Artifact, Catalog
-from labkit.errors import UsageError
+from labkit.errors import HostError, UsageError
 from labkit.model.scenario import Versions
 
 CATALOG = artifacts.load_catalog()
@@ -278,7 +278,7 @@ def test_sha256_sources_before_anything_is_recorded() -> None:
 def test_a_malformed_lock_file_is_reported() -> None:
     artifacts.lock_file().parent.mkdir(parents=True, exist_ok=True)
     artifacts.lock_file().write_text("{")
-    with pytest.raises(artifacts.HostError, match="lock file"):
+    with pytest.raises(HostError, match="lock file"):
         artifacts.expected_sha256(CATALOG.get("flanneld"))
 
 
