@@ -13,6 +13,7 @@ from typing import Annotated, Any
 import typer
 
 from labkit.hostsetup import hostmode as host
+from labkit.hostsetup import hoststate, processes
 
 app = typer.Typer(
     help="Host mode for machines without systemd: run libvirtd inside a private network namespace, so "
@@ -21,7 +22,7 @@ app = typer.Typer(
 )
 
 
-def _describe(state: host.HostState) -> str:
+def _describe(state: hoststate.HostState) -> str:
     made = "created by labkit" if state.created_netns else "existing"
     daemons = ", ".join(f"{d.name} pid {d.pid}{'' if d.running else ' (not running)'}" for d in state.daemons)
     qemu = "; QEMU runs as root (/dev/kvm is root-only)" if state.qemu_as_root else ""
@@ -55,7 +56,7 @@ def down_cmd(
     ] = False,
 ) -> None:
     """Stop the daemons `host up` started, delete its network namespace and forget the state."""
-    state = host.host_state()
+    state = hoststate.host_state()
     if state is None:
         typer.echo("host mode is not up: nothing to do")
         return
@@ -70,9 +71,12 @@ def status_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON")] = False,
 ) -> None:
     """Say whether host mode is up, in which namespace, and whether its daemons still run."""
-    state = host.host_state()
-    other = host.find_libvirtd()
-    data: dict[str, Any] = {"up": state is not None and state.healthy, "state_file": str(host.state_file())}
+    state = hoststate.host_state()
+    other = processes.find_libvirtd()
+    data: dict[str, Any] = {
+        "up": state is not None and state.healthy,
+        "state_file": str(hoststate.state_file()),
+    }
     if state is not None:
         data.update(
             netns=state.netns,

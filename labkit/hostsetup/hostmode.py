@@ -16,23 +16,34 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
-import fcntl
-import json
 import logging
 import os
 import pwd
 import re
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 from labkit.errors import HostError
+from labkit.hostsetup.hoststate import HostState, host_state, locked_state, state_file, write_state
+from labkit.hostsetup.processes import (
+    PIDFILES,
+    Daemon,
+    comm,
+    daemon_from_pidfile,
+    find_libvirtd,
+    netns_exists,
+    ns_id,
+    pids_in_netns,
+    proc_stat,
+    run_tool,
+    stop_process,
+    wait_until,
+)
 from labkit.machines.libvirt_host import (
     SYSTEMD_HINT,
     LibvirtHost,
@@ -51,269 +62,12 @@ DEFAULT_URI = "qemu:///system"
 POOL_NAME = "default"
 POOL_PATH = Path("/var/lib/libvirt/images")
 
-NETNS_DIR = Path("/run/netns")
 QEMU_CONF = Path("/etc/libvirt/qemu.conf")
 DEV_KVM = Path("/dev/kvm")
 LIBVIRT_SOCKETS = (Path("/run/libvirt/libvirt-sock"), Path("/run/libvirt/virtqemud-sock"))
-PIDFILES = {"libvirtd": Path("/run/libvirtd.pid"), "virtlogd": Path("/run/virtlogd.pid")}
 # Daemons whose presence means "libvirt is already managed by someone else" (monolithic or modular).
-LIBVIRT_DAEMONS = ("libvirtd", "virtqemud")
 
-STATE_VERSION = 1
 START_TIMEOUT = 60.0
-STOP_TIMEOUT = 30.0
-
-
-@dataclass(frozen=True)
-class Daemon:
-    """A process host mode started. ``start_ticks`` (field 22 of /proc/PID/stat) guards against PID reuse."""
-
-    name: str
-    pid: int
-    start_ticks: int
-
-    @property
-    def running(self) -> bool:
-        """True while the process lives; a zombie (exited, never reaped: PID 1 here does not reap) is not."""
-        stat = _proc_stat(self.pid)
-        return stat is not None and stat[0] not in ("Z", "X") and stat[1] == self.start_ticks
-
-
-@dataclass(frozen=True)
-class HostState:
-    """What host mode started, as recorded in host.json.
-
-    ``already_up`` is True in the value of a ``host_up`` that found host mode up and started nothing.
-    """
-
-    netns: str
-    created_netns: bool
-    daemons: tuple[Daemon, ...] = ()
-    started_at: str = ""
-    qemu_as_root: bool = False
-    already_up: bool = field(default=False, compare=False)
-    restarted: int | None = field(default=None, compare=False)
-    """Set by a ``host_up`` that found libvirtd dead in a live namespace and started it again: the number of
-    running VMs it took back."""
-
-    def daemon(self, name: str) -> Daemon | None:
-        return next((d for d in self.daemons if d.name == name), None)
-
-    @property
-    def libvirtd_pid(self) -> int | None:
-        d = self.daemon("libvirtd")
-        return d.pid if d else None
-
-    @property
-    def virtlogd_pid(self) -> int | None:
-        d = self.daemon("virtlogd")
-        return d.pid if d else None
-
-    @property
-    def netns_path(self) -> Path:
-        return NETNS_DIR / self.netns
-
-    @property
-    def healthy(self) -> bool:
-        """libvirtd still runs and the namespace still exists."""
-        d = self.daemon("libvirtd")
-        return d is not None and d.running and self.netns_path.exists()
-
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("already_up")
-        data.pop("restarted")
-        data["daemons"] = [asdict(d) for d in self.daemons]
-        return {"version": STATE_VERSION, **data}
-
-    @classmethod
-    def from_json(cls, data: dict[str, Any]) -> HostState:
-        return cls(
-            netns=str(data["netns"]),
-            created_netns=bool(data["created_netns"]),
-            daemons=tuple(
-                Daemon(str(d["name"]), int(d["pid"]), int(d["start_ticks"])) for d in data.get("daemons", [])
-            ),
-            started_at=str(data.get("started_at", "")),
-            qemu_as_root=bool(data.get("qemu_as_root", False)),
-        )
-
-
-# --------------------------------------------------------------------------------------------- state file
-
-
-def state_file() -> Path:
-    return host_run_dir() / "host.json"
-
-
-def host_state() -> HostState | None:
-    """The recorded host-mode state, or None when host mode is not up (see ``HostState.healthy``)."""
-    path = state_file()
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        raise HostError(
-            f"cannot read {path}: {exc}", hint=f"remove {path} if no labkit libvirtd runs"
-        ) from exc
-    try:
-        return HostState.from_json(data)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise HostError(
-            f"{path} is malformed: {exc}", hint=f"remove {path} if no labkit libvirtd runs"
-        ) from exc
-
-
-def _write_state(state: HostState) -> None:
-    path = state_file()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".host.", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(state.to_json(), f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:  # Ctrl-C too: no temporary file left behind; the error itself goes on unchanged
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
-@contextlib.contextmanager
-def _locked() -> Iterator[None]:
-    """Serialise host up/down between processes."""
-    run_dir = host_run_dir()
-    run_dir.mkdir(parents=True, exist_ok=True)
-    with open(run_dir / "host.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        yield
-
-
-# --------------------------------------------------------------------------------------------- processes
-
-
-def _proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state letter, start time in clock ticks) of a process, or None if there is no such process."""
-    try:
-        data = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    fields = data[data.rindex(")") + 2 :].split()  # comm may contain spaces and parentheses
-    return fields[0], int(fields[19])  # fields 3 (state) and 22 (starttime) of proc(5)
-
-
-def _comm(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/comm").read_text().strip()
-    except OSError:
-        return ""
-
-
-def _live_pids() -> Iterator[int]:
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit():
-            pid = int(entry.name)
-            stat = _proc_stat(pid)
-            if stat is not None and stat[0] not in ("Z", "X"):
-                yield pid
-
-
-def find_libvirtd() -> int | None:
-    """PID of a running libvirtd (or modular virtqemud), whoever started it."""
-    for pid in _live_pids():
-        if _comm(pid) in LIBVIRT_DAEMONS:
-            return pid
-    return None
-
-
-def _daemon_from_pidfile(name: str) -> Daemon | None:
-    try:
-        pid = int(PIDFILES[name].read_text().strip())
-    except (OSError, ValueError):
-        return None
-    stat = _proc_stat(pid)
-    if stat is None or stat[0] in ("Z", "X") or _comm(pid) != name:
-        return None
-    return Daemon(name, pid, stat[1])
-
-
-def _wait(condition: Callable[[], bool], timeout: float, interval: float = 0.05) -> bool:
-    deadline = time.monotonic() + timeout
-    while True:
-        if condition():
-            return True
-        if time.monotonic() >= deadline:
-            return False
-        time.sleep(interval)
-
-
-def _stop_process(daemon: Daemon, pidfile: Path | None, timeout: float = STOP_TIMEOUT) -> None:
-    """SIGTERM, wait until it exited (gone or zombie), SIGKILL after ``timeout``; then drop a stale pidfile."""
-    was_running = daemon.running
-    if was_running:
-        log.debug("stopping %s (pid %d)", daemon.name, daemon.pid)
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(daemon.pid, signal.SIGTERM)
-        if not _wait(lambda: not daemon.running, timeout):
-            log.warning(
-                "%s (pid %d) ignored SIGTERM for %.0f s: killing it", daemon.name, daemon.pid, timeout
-            )
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(daemon.pid, signal.SIGKILL)
-            if not _wait(lambda: not daemon.running, 10.0):
-                raise HostError(
-                    f"{daemon.name} (pid {daemon.pid}) survived SIGKILL", hint="check `ps` for it"
-                )
-    if pidfile is not None:
-        # A clean exit removes the pidfile; after SIGKILL (or a crash) it stays behind.
-        if was_running:
-            _wait(lambda: not pidfile.exists(), 2.0)
-        with contextlib.suppress(OSError, ValueError):
-            if int(pidfile.read_text().strip()) == daemon.pid:
-                pidfile.unlink()
-
-
-def _run(cmd: list[str], what: str, timeout: float = 60.0) -> None:
-    """Run a command with its output in a temporary file (a daemon keeping a pipe open cannot hang us)."""
-    with tempfile.TemporaryFile() as out:
-        try:
-            proc = subprocess.run(
-                cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=out, timeout=timeout, cwd="/", check=False
-            )
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise HostError(f"{what} failed: {exc}") from exc
-        if proc.returncode != 0:
-            out.seek(0)
-            text = out.read().decode(errors="replace").strip()
-            raise HostError(f"{what} failed (exit {proc.returncode}): {text or 'no output'}")
-
-
-# --------------------------------------------------------------------------------------------- namespaces
-
-
-def _ns_id(path: Path | str) -> tuple[int, int]:
-    st = os.stat(path)
-    return st.st_dev, st.st_ino
-
-
-def _netns_exists(name: str) -> bool:
-    return (NETNS_DIR / name).exists()
-
-
-def _pids_in_netns(ns: tuple[int, int]) -> list[int]:
-    """Live processes (other than this one) whose network namespace is ``ns``."""
-    found = []
-    me = os.getpid()
-    for pid in _live_pids():
-        if pid == me:
-            continue
-        with contextlib.suppress(OSError):
-            if _ns_id(f"/proc/{pid}/ns/net") == ns:
-                found.append(pid)
-    return found
 
 
 def local_host() -> LibvirtHost:
@@ -465,8 +219,8 @@ def _start_daemon(name: str, state: HostState, qemu_conf: Path | None = None) ->
         out.seek(0)
         text = out.read().decode(errors="replace").strip()
     # -d returns once the daemon is initialised; the pidfile is written by then, but do not rely on it.
-    _wait(lambda: _daemon_from_pidfile(name) is not None, 10.0)
-    daemon = _daemon_from_pidfile(name)
+    wait_until(lambda: daemon_from_pidfile(name) is not None, 10.0)
+    daemon = daemon_from_pidfile(name)
     if daemon is None:
         raise HostError(
             f"{name} -d did not start (exit {proc.returncode}): {text or 'no output'}",
@@ -491,7 +245,7 @@ def host_up(netns: str = DEFAULT_NETNS) -> HostState:
 
     Returns the state; ``already_up`` is True when host mode was already up (nothing was started).
     """
-    with _locked():
+    with locked_state():
         state = host_state()
         if state is not None:
             if state.healthy:
@@ -512,20 +266,20 @@ def host_up(netns: str = DEFAULT_NETNS) -> HostState:
         _check_can_host()
 
         created = False
-        if not _netns_exists(netns):
-            _run(["ip", "netns", "add", netns], f"ip netns add {netns}")
+        if not netns_exists(netns):
+            run_tool(["ip", "netns", "add", netns], f"ip netns add {netns}")
             created = True
         state = HostState(
             netns=netns,
             created_netns=created,
             started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         )
-        _write_state(state)  # from here on, host_down can undo whatever happens next
+        write_state(state)  # from here on, host_down can undo whatever happens next
         try:
-            _run(["ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up"], "bringing up lo")
-            if _daemon_from_pidfile("virtlogd") is None:
+            run_tool(["ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up"], "bringing up lo")
+            if daemon_from_pidfile("virtlogd") is None:
                 state = replace(state, daemons=(*state.daemons, _start_daemon("virtlogd", state)))
-                _write_state(state)
+                write_state(state)
             else:
                 log.info("reusing the virtlogd already running")
             _forget_autostart()
@@ -535,7 +289,7 @@ def host_up(netns: str = DEFAULT_NETNS) -> HostState:
                 state = replace(state, qemu_as_root=True)
             libvirtd = _start_daemon("libvirtd", state, overlay)
             state = replace(state, daemons=(*state.daemons, libvirtd))
-            _write_state(state)
+            write_state(state)
             conn = _wait_for_libvirtd(libvirtd, START_TIMEOUT)
             try:
                 ensure_storage_pool(conn)
@@ -564,12 +318,12 @@ def _restart(state: HostState) -> HostState:
     log.warning("libvirtd of host mode is not running: starting it again in netns %s", state.netns)
     daemons = {d.name: d for d in state.daemons}
     virtlogd = daemons.get("virtlogd")
-    if (virtlogd is None or not virtlogd.running) and _daemon_from_pidfile("virtlogd") is None:
+    if (virtlogd is None or not virtlogd.running) and daemon_from_pidfile("virtlogd") is None:
         daemons["virtlogd"] = _start_daemon("virtlogd", state)
     overlay = _write_qemu_conf_overlay() if state.qemu_as_root else None
     daemons["libvirtd"] = _start_daemon("libvirtd", state, overlay)
     state = replace(state, daemons=tuple(daemons[n] for n in ("virtlogd", "libvirtd") if n in daemons))
-    _write_state(state)
+    write_state(state)
     conn = _wait_for_libvirtd(daemons["libvirtd"], START_TIMEOUT)
     try:
         ensure_storage_pool(conn)
@@ -620,24 +374,24 @@ def _teardown(state: HostState, force: bool) -> None:
     libvirtd = state.daemon("libvirtd")
     if libvirtd is not None and libvirtd.running:
         _cleanup_libvirt(force)
-    ns = _ns_id(state.netns_path) if state.netns_path.exists() else None
+    ns = ns_id(state.netns_path) if state.netns_path.exists() else None
     for name in ("libvirtd", "virtlogd"):  # libvirtd first: it talks to virtlogd
         d = state.daemon(name)
         if d is not None:
-            _stop_process(d, PIDFILES[name])
+            stop_process(d, PIDFILES[name])
     if ns is not None:
-        for pid in _pids_in_netns(ns):
-            comm = _comm(pid)
-            stat = _proc_stat(pid)
+        for pid in pids_in_netns(ns):
+            command = comm(pid)
+            stat = proc_stat(pid)
             if stat is None:
                 continue
-            if comm.startswith(_LEFTOVERS):
-                log.info("stopping leftover %s (pid %d) in netns %s", comm, pid, state.netns)
-                _stop_process(Daemon(comm, pid, stat[1]), None, timeout=10.0)
+            if command.startswith(_LEFTOVERS):
+                log.info("stopping leftover %s (pid %d) in netns %s", command, pid, state.netns)
+                stop_process(Daemon(command, pid, stat[1]), None, timeout=10.0)
             else:
-                log.warning("process %d (%s) still runs in netns %s; leaving it", pid, comm, state.netns)
-    if state.created_netns and _netns_exists(state.netns):
-        _run(["ip", "netns", "delete", state.netns], f"ip netns delete {state.netns}")
+                log.warning("process %d (%s) still runs in netns %s; leaving it", pid, command, state.netns)
+    if state.created_netns and netns_exists(state.netns):
+        run_tool(["ip", "netns", "delete", state.netns], f"ip netns delete {state.netns}")
     with contextlib.suppress(FileNotFoundError):
         (host_run_dir() / "qemu.conf").unlink()
     with contextlib.suppress(FileNotFoundError):
@@ -650,7 +404,7 @@ def host_down(force: bool = False) -> None:
     Active libvirt networks are stopped first; running VMs make it refuse unless ``force`` (which destroys
     them). Safe when host mode is not up.
     """
-    with _locked():
+    with locked_state():
         state = host_state()
         if state is not None:
             _teardown(state, force=force)

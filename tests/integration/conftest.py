@@ -23,14 +23,9 @@ from typing import Any
 
 import pytest
 
-from labkit.hostsetup.hostmode import (
-    HostState,
-    enter_host_namespace,
-    find_libvirtd,
-    host_down,
-    host_state,
-    host_up,
-)
+from labkit.hostsetup.hostmode import enter_host_namespace, host_down, host_up
+from labkit.hostsetup.hoststate import HostState, host_state
+from labkit.hostsetup.processes import find_libvirtd
 from labkit.machines.libvirt_host import libvirt_connect
 
 _OWNED = pytest.StashKey[bool]()

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 import pytest
 
 from labkit.artifacts import artifacts_for, cached_path, describe_missing, images, load_catalog
-from labkit.hostsetup.hostmode import HostState
+from labkit.hostsetup.hoststate import HostState
 from labkit.kinds.compile import load_scenario
 from labkit.lab import destroy_by_name
 

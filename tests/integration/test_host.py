@@ -16,16 +16,9 @@ from typing import Any
 import pytest
 
 from labkit.errors import HostError
-from labkit.hostsetup.hostmode import (
-    PIDFILES,
-    HostState,
-    enter_host_namespace,
-    find_libvirtd,
-    host_down,
-    host_state,
-    host_up,
-    state_file,
-)
+from labkit.hostsetup.hostmode import enter_host_namespace, host_down, host_up
+from labkit.hostsetup.hoststate import HostState, host_state, state_file
+from labkit.hostsetup.processes import PIDFILES, find_libvirtd
 from labkit.machines.libvirt_host import libvirt_connect
 
 pytestmark = pytest.mark.vm

@@ -9,7 +9,8 @@ import time
 
 import pytest
 
-from labkit.hostsetup.hostmode import PIDFILES, HostState, host_state
+from labkit.hostsetup.hoststate import HostState, host_state
+from labkit.hostsetup.processes import PIDFILES
 from labkit.lab import Lab
 from labkit.machines.domains import domain_state, lab_domains
 from labkit.machines.libvirt_host import libvirt_connect

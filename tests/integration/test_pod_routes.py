@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from labkit.hostsetup.hostmode import HostState
+from labkit.hostsetup.hoststate import HostState
 from labkit.lab import Lab, destroy_by_name
 from labkit.paths import LabPaths
 

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 import yaml
 
-from labkit.hostsetup.hostmode import HostState
+from labkit.hostsetup.hoststate import HostState
 from labkit.kinds.compile import load_scenario
 from labkit.lab import Lab, destroy_by_name
 from labkit.lock import lab_lock

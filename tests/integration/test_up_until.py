@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from labkit import artifacts
-from labkit.hostsetup.hostmode import HostState
+from labkit.hostsetup.hoststate import HostState
 from labkit.lab import destroy_by_name
 from labkit.machines.domains import labs_in_libvirt
 from labkit.machines.libvirt_host import libvirt_connect

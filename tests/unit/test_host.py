@@ -8,15 +8,9 @@ from pathlib import Path
 import pytest
 
 from labkit.errors import HostError
-from labkit.hostsetup.hostmode import (
-    Daemon,
-    HostState,
-    _proc_stat,
-    _qemu_user,
-    host_state,
-    qemu_needs_root,
-    state_file,
-)
+from labkit.hostsetup.hostmode import _qemu_user, qemu_needs_root
+from labkit.hostsetup.hoststate import HostState, host_state, state_file
+from labkit.hostsetup.processes import Daemon, proc_stat
 
 
 @pytest.fixture(autouse=True)
@@ -46,7 +40,7 @@ def test_malformed_state_says_what_to_do(run_dir: Path) -> None:
 
 
 def test_daemon_identity_includes_start_time() -> None:
-    stat = _proc_stat(os.getpid())
+    stat = proc_stat(os.getpid())
     assert stat is not None
     assert Daemon("python", os.getpid(), stat[1]).running
     assert not Daemon("python", os.getpid(), stat[1] + 1).running  # same PID, another process
