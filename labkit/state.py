@@ -46,6 +46,10 @@ class LabState:
     verified_stages: list[str] = field(default_factory=list)
     solved_stages: list[str] = field(default_factory=list)
     """Stages whose whole solution labkit applied (their files' additions are kept when another is re-solved)."""
+    class_name: str | None = None
+    """The class this lab belongs to (its golden lab or a trainee's clone)."""
+    cloned_from: str | None = None
+    """For a trainee's lab: the golden lab and snapshot it was cloned from (``golden/snapshot``)."""
     version: int = STATE_VERSION
 
     def done_stages(self) -> list[str]:

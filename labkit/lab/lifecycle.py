@@ -169,6 +169,13 @@ class Lab(LabSnapshots):
         """Boot every VM and configure hostname, lab IP, /etc/hosts and the lab key. Safe to run again."""
         reporter = reporter or LogReporter()
         started = time.monotonic()
+        if self.state is not None and self.state.cloned_from:
+            raise UsageError(
+                f"lab {self.name} is a clone of {self.state.cloned_from} in class {self.state.class_name}: "
+                "vagrant did not make it, so `up` does not boot it",
+                f"`labkit reset SNAPSHOT --name {self.name}` brings it back; `labkit class up "
+                f"{self.state.class_name} ...` makes it again after `labkit destroy {self.name}`",
+            )
         # The box is built from the host's apt mirror: before entering host mode's namespace, which has no route.
         ensure_boxes(self.scenario, reporter)
         conn = self.host.connect()
@@ -267,7 +274,9 @@ class Lab(LabSnapshots):
             write_ssh_config(self.paths, {n: s.management_ip or "" for n, s in self.state.nodes.items()})
             self._save()
 
-    def _configure_nodes(self, public_key: str, reporter: Reporter, total: int) -> dict[str, list[str]]:
+    def _configure_nodes(
+        self, public_key: str, reporter: Reporter, total: int, also_keys: tuple[Path, ...] = ()
+    ) -> dict[str, list[str]]:
         assert self.state is not None
         state = self.state
 
@@ -278,7 +287,7 @@ class Lab(LabSnapshots):
                 self.scenario.node(name), self.scenario, node_state.lab_mac or "", public_key
             )
             # the first connection to a new VM records its host key; later ones must present the same
-            conn = self._connection(name, keys=self._keys(), record_host_key=True)
+            conn = self._connection(name, keys=[*self._keys(), *also_keys], record_host_key=True)
             result = conn.run(remote_command(script))
             if not result.ok:
                 raise LabError(
@@ -427,11 +436,15 @@ class Lab(LabSnapshots):
         with self._locked("check"):
             return self._check(stage, lang)
 
-    def _check(self, stage: str | None, lang: str) -> tuple[str, list[CheckResult]]:
+    def probe(self, stage: str, lang: str = "en") -> list[CheckResult]:
+        """Run a stage's checks and return what they saw; read-only on the nodes *and* on the lab's state (no
+        lock taken): what a trainer's class-wide check uses while trainees work."""
+        return self._run_checks(self._require_state(), stage, lang)[1]
+
+    def _run_checks(self, state: LabState, stage: str | None, lang: str) -> tuple[str, list[CheckResult]]:
         from labkit.kinds.guides import guide_context
         from labkit.lab.checking import run_checks
 
-        state = self._require_state()
         if stage is None:
             pending = [s for s in self.scenario.stages if s.checks and s.name not in state.verified_stages]
             if not pending:
@@ -450,6 +463,12 @@ class Lab(LabSnapshots):
         finally:
             for conn in connections.values():
                 conn.close()
+        return target.name, results
+
+    def _check(self, stage: str | None, lang: str) -> tuple[str, list[CheckResult]]:
+        state = self._require_state()
+        name, results = self._run_checks(state, stage, lang)
+        target = self.scenario.stage(name)
         if any(r.unreachable for r in results):
             pass  # nothing learned about the nodes that did not answer: the stage keeps its state
         elif all(r.ok for r in results):

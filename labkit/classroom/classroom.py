@@ -1,0 +1,389 @@
+"""A class: a golden lab solved and verified to a stage, and a lab per trainee cloned from it with its memory.
+
+    from labkit.classroom import Classroom
+    room = Classroom("k8s-0412")
+    room.up("three-node", trainees=["alice", "bob"], until="etcd")   # golden solved once, then a clone each
+    room.check("etcd")                                              # every trainee's etcd checks, in parallel
+    print(room.status().to_json())                                  # the trainer's grid
+    room.destroy()
+
+The golden lab is ``CLASS-golden``, each trainee's ``CLASS-<trainee>``: full labs that every ``labkit`` command
+works on with ``--name``. The golden's VMs stay shut off once cloned (a clone needs its still disk, not its RAM).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from labkit.classroom import capacity
+from labkit.classroom.progress import TraineeReporter
+from labkit.classroom.record import (
+    FAILING,
+    NOT_TRIED,
+    UNREACHABLE,
+    VERIFIED,
+    Cell,
+    ClassRecord,
+    known_classes,
+    lock_path,
+    now,
+    read_record,
+    record_path,
+    write_record,
+)
+from labkit.classroom.roster import check_names, golden_lab, trainee_lab
+from labkit.errors import LabError, UsageError
+from labkit.hostsetup.hostmode import local_host
+from labkit.kinds.checks import CheckResult
+from labkit.kinds.compile import load_scenario
+from labkit.lab import Lab, ResetReport, destroy_by_name
+from labkit.lab.cloning import CloneReport, clone_lab
+from labkit.lab.names import check_lab_name
+from labkit.lock import lab_lock
+from labkit.machines.clones import disk_bytes, free_bytes, golden_disk
+from labkit.machines.domains import Removal, domain_labels
+from labkit.machines.libvirt_host import LibvirtHost
+from labkit.model.scenario import Scenario
+from labkit.paths import LabPaths
+from labkit.progress import LogReporter, Reporter
+
+CHECK_PARALLEL = 4
+GOLDEN_STOP_TIMEOUT = 120.0
+
+
+@dataclass
+class ClassUpReport:
+    name: str
+    golden: str
+    stage: str
+    golden_reused: bool
+    cloned: dict[str, CloneReport] = field(default_factory=dict)
+    already: list[str] = field(default_factory=list)
+    ksm_turned_on: bool = False
+    seconds: float = 0.0
+
+
+@dataclass
+class TraineeRow:
+    trainee: str
+    lab: str
+    exists: bool
+    cells: dict[str, Cell]
+
+
+@dataclass
+class ClassStatus:
+    name: str
+    scenario: str
+    stage: str
+    golden: str
+    stages: list[str]
+    trainees: list[TraineeRow]
+    host: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def first_failure(results: list[CheckResult]) -> Cell:
+    """A stage's grid cell from its check results."""
+    if any(r.unreachable for r in results):
+        down = next(r for r in results if r.unreachable)
+        return Cell(UNREACHABLE, f"{down.node}: {down.seen}", now())
+    failed = next((r for r in results if not r.ok), None)
+    if failed is None:
+        return Cell(VERIFIED, "", now())
+    seen = " ".join(str(failed.seen).split())[:160]
+    return Cell(FAILING, f"{failed.check} on {failed.node}: {seen}", now())
+
+
+class Classroom:
+    """One class on one libvirt host (default: this machine)."""
+
+    def __init__(self, name: str, host: LibvirtHost | None = None) -> None:
+        self.name = check_lab_name(name)
+        self.host = host or local_host()
+
+    # ---- the record ----------------------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _locked(self, action: str) -> Iterator[None]:
+        with lab_lock(lock_path(self.name), f"class {self.name}", action):
+            yield
+
+    def record(self) -> ClassRecord:
+        found = read_record(self.name)
+        if found is None:
+            known = ", ".join(known_classes()) or "none"
+            raise UsageError(
+                f"no class named {self.name!r} (classes: {known})", "start one with `labkit class up`"
+            )
+        return found
+
+    def _lab(self, trainee: str) -> Lab:
+        return Lab.load(trainee_lab(self.name, trainee), self.host)
+
+    # ---- up ------------------------------------------------------------------------------------------
+
+    def up(
+        self,
+        scenario: str | Scenario,
+        trainees: list[str],
+        until: str,
+        reporter: Reporter | None = None,
+    ) -> ClassUpReport:
+        """The golden lab solved and verified to ``until`` (reused when it is), then a clone for each trainee
+        who has none. Everything is validated, and the host's room for the new labs checked, before any VM."""
+        reporter = reporter or LogReporter()
+        started = time.monotonic()
+        loaded = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
+        stage = loaded.stage(until)
+        if not stage.checks:
+            raise UsageError(
+                f"stage {stage.name} has no checks: a class starts from a verified stage",
+                "pick a stage with checks for --until",
+            )
+        check_names(self.name, trainees)
+        with self._locked("up"):
+            record = self._record_for(loaded, stage.name)
+            golden = Lab.create(loaded, golden_lab(self.name), self.host)
+            reused = self._ensure_golden(golden, stage.name, reporter)
+            wanted = [t for t in trainees if not self._has_lab(t)]
+            report = ClassUpReport(self.name, golden.name, stage.name, reused)
+            report.already = [t for t in trainees if t not in wanted]
+            if wanted:
+                self._room_for(golden, len(wanted))
+                self._stop_golden(golden)
+                report.ksm_turned_on = capacity.turn_ksm_on()
+                record.ksm_turned_on = record.ksm_turned_on or report.ksm_turned_on
+            record.trainees = list(dict.fromkeys([*record.trainees, *trainees]))
+            write_record(record)
+            self._clone_all(golden, stage.snapshot_name, wanted, report, reporter)
+        report.seconds = time.monotonic() - started
+        return report
+
+    def _record_for(self, scenario: Scenario, stage: str) -> ClassRecord:
+        record = read_record(self.name)
+        if record is None:
+            return ClassRecord(
+                name=self.name,
+                scenario=scenario.name,
+                scenario_path=str(scenario.source),
+                stage=stage,
+                golden=golden_lab(self.name),
+                created_at=now(),
+            )
+        if record.scenario != scenario.name or record.stage != stage:
+            raise UsageError(
+                f"class {self.name} runs {record.scenario} from stage {record.stage}",
+                f"use `--until {record.stage}` with {record.scenario}, or another class name",
+            )
+        return record
+
+    def _has_lab(self, trainee: str) -> bool:
+        return LabPaths.for_lab(trainee_lab(self.name, trainee)).state.exists()
+
+    def _ensure_golden(self, golden: Lab, stage: str, reporter: Reporter) -> bool:
+        """Solve the golden lab to ``stage`` unless its ``<stage>-ok`` is already there and verified."""
+        snapshot = golden.scenario.stage(stage).snapshot_name
+        if golden.state is not None and self._verified_set(golden, snapshot):
+            reporter.note(f"golden lab {golden.name}: {snapshot} verified, reused")
+            return True
+        stages = golden.stages_until(stage)
+        golden.preflight(stages)
+        golden.up(reporter)
+        for name in stages:
+            assert golden.state is not None
+            if name in golden.state.verified_stages and self._verified_set(
+                golden, golden.scenario.stage(name).snapshot_name
+            ):
+                continue
+            report = golden.solve(name, reporter=reporter)
+            if report.failed:
+                raise LabError(f"golden lab {golden.name}: solving {name} failed: {report.summary()}")
+            verification = golden.last_verification
+            if golden.scenario.stage(name).checks and (verification is None or not verification.passed):
+                raise LabError(
+                    f"golden lab {golden.name}: the checks of {name} failed after its solution",
+                    f"`labkit check {name} --name {golden.name}` shows what fails",
+                )
+        return False
+
+    def _verified_set(self, golden: Lab, snapshot: str) -> bool:
+        nodes = [n.name for n in golden.scenario.nodes]
+        found = {s.record.name: s for s in golden.snapshots()}.get(snapshot)
+        return found is not None and found.record.verified and found.complete(nodes)
+
+    def _room_for(self, golden: Lab, count: int) -> None:
+        assert golden.state is not None
+        domains = golden._domains(golden.host.connect())
+        disks = sum(disk_bytes(golden_disk(dom)) for dom in domains.values())
+        per_vm = capacity.RAM_PER_CLONE_VM_MIB.get(golden.state.accel, 700)
+        room = capacity.Capacity(
+            ram_available_mib=capacity.ram_available_mib(),
+            ram_per_lab_mib=per_vm * len(domains),
+            disk_free_bytes=free_bytes(golden.host.pool_path),
+            disk_per_lab_bytes=disks,
+        )
+        room.refuse_beyond(count, self.name)
+
+    def _stop_golden(self, golden: Lab) -> None:
+        """Shut the golden's VMs off (QEMU stopped cleanly: its disks are closed before they are copied)."""
+        import libvirt
+
+        for dom in golden._domains(golden.host.connect()).values():
+            if not dom.isActive():
+                continue
+            try:
+                dom.destroyFlags(libvirt.VIR_DOMAIN_DESTROY_GRACEFUL)
+            except libvirt.libvirtError:
+                dom.destroy()
+            deadline = time.monotonic() + GOLDEN_STOP_TIMEOUT
+            while dom.isActive() and time.monotonic() < deadline:
+                time.sleep(0.5)
+
+    def _clone_all(
+        self, golden: Lab, snapshot: str, trainees: list[str], report: ClassUpReport, reporter: Reporter
+    ) -> None:
+        if not trainees:
+            return
+        reporter.start(trainees, 3)
+        try:
+            for trainee in trainees:
+                _, cloned = clone_lab(
+                    golden,
+                    snapshot,
+                    trainee_lab(self.name, trainee),
+                    self.name,
+                    TraineeReporter(reporter, trainee),
+                )
+                report.cloned[trainee] = cloned
+                reporter.step(trainee, f"ready in {cloned.seconds:.1f} s", 3)
+        finally:
+            reporter.finish()
+
+    # ---- the grid ------------------------------------------------------------------------------------
+
+    def status(self) -> ClassStatus:
+        """Trainee x stage: verified / failing (first failing check) / unreachable / not tried, from the last
+        class-wide check and each lab's own verified stages; and the host's free resources."""
+        record = self.record()
+        scenario = load_scenario(record.scenario_path)
+        stages = [s.name for s in scenario.stages if s.checks]
+        rows = [self._row(record, trainee, stages) for trainee in record.trainees]
+        return ClassStatus(
+            name=record.name,
+            scenario=record.scenario,
+            stage=record.stage,
+            golden=record.golden,
+            stages=stages,
+            trainees=rows,
+            host=host_resources(self.host),
+        )
+
+    def _row(self, record: ClassRecord, trainee: str, stages: list[str]) -> TraineeRow:
+        lab = trainee_lab(self.name, trainee)
+        state = LabPaths.for_lab(lab).state
+        verified: list[str] = []
+        if state.exists():
+            with contextlib.suppress(UsageError, LabError):
+                loaded = self._lab(trainee)
+                verified = list(loaded.state.verified_stages) if loaded.state else []
+        cells = {}
+        for stage in stages:
+            cell = record.cell(trainee, stage)
+            if cell is None:
+                cell = Cell(VERIFIED if stage in verified else NOT_TRIED)
+            cells[stage] = cell
+        return TraineeRow(trainee=trainee, lab=lab, exists=state.exists(), cells=cells)
+
+    def check(self, stage: str | None = None, reporter: Reporter | None = None) -> dict[str, Cell]:
+        """Run ``stage``'s checks (default: the class's stage) on every trainee lab, a few at a time; read-only
+        on the labs. The grid is updated with what was seen."""
+        reporter = reporter or LogReporter()
+        record = self.record()
+        target = stage or record.stage
+        scenario = load_scenario(record.scenario_path)
+        scenario.stage(target)  # a UsageError naming the stages when it is not one
+        (self.host).enter()  # threads made below inherit the network namespace
+
+        def probe(trainee: str) -> Cell:
+            try:
+                return first_failure(self._lab(trainee).probe(target))
+            except (UsageError, LabError) as exc:
+                return Cell(UNREACHABLE, exc.message, now())
+
+        reporter.start(record.trainees, 1)
+        try:
+            with ThreadPoolExecutor(max_workers=CHECK_PARALLEL) as pool:
+                cells = dict(zip(record.trainees, pool.map(probe, record.trainees), strict=True))
+            for trainee, cell in cells.items():
+                reporter.step(trainee, cell.status + (f": {cell.detail}" if cell.detail else ""), 1)
+        finally:
+            reporter.finish()
+        with self._locked("check"):
+            fresh = self.record()
+            for trainee, cell in cells.items():
+                fresh.set_cell(trainee, target, cell)
+            write_record(fresh)
+        return cells
+
+    # ---- one trainee, and the end ------------------------------------------------------------------
+
+    def reset(self, trainee: str, snapshot: str, reporter: Reporter | None = None) -> ResetReport:
+        """The trainer's reset of one trainee's lab; the grid forgets that trainee's later checks."""
+        record = self.record()
+        if trainee not in record.trainees:
+            raise UsageError(
+                f"class {self.name} has no trainee {trainee!r}", f"trainees: {', '.join(record.trainees)}"
+            )
+        report = self._lab(trainee).reset(snapshot, reporter)
+        with self._locked("reset"):
+            fresh = self.record()
+            fresh.grid.pop(trainee, None)
+            write_record(fresh)
+        return report
+
+    def destroy(self) -> dict[str, Removal]:
+        """Every trainee lab and the golden lab, found by their records and by the class label on their
+        domains (never by a name prefix); then the class record."""
+        record = read_record(self.name)
+        labs = set(labs_of_class(self.host, self.name))
+        if record is not None:
+            labs |= {trainee_lab(self.name, t) for t in record.trainees} | {record.golden}
+        labs.add(golden_lab(self.name))
+        removed = {}
+        with self._locked("destroy"):
+            for lab in sorted(labs):
+                removed[lab] = destroy_by_name(lab, self.host)
+            record_path(self.name).unlink(missing_ok=True)
+            if record is not None and record.ksm_turned_on and not known_classes():
+                capacity.turn_ksm_off()
+        return removed
+
+
+def labs_of_class(host: LibvirtHost, class_name: str) -> list[str]:
+    """Labs whose domains carry ``class=<class_name>`` in labkit's labels."""
+    labs = set()
+    for dom in host.connect().listAllDomains(0):
+        labels = domain_labels(dom)
+        if labels.get("class") == class_name and labels.get("lab"):
+            labs.add(labels["lab"])
+    return sorted(labs)
+
+
+def host_resources(host: LibvirtHost) -> dict[str, Any]:
+    return {
+        "host": host.name,
+        "ram_available_mib": capacity.ram_available_mib(),
+        "disk_free_mib": free_bytes(host.pool_path) // 2**20 if host.pool_path.exists() else None,
+        "ksm": capacity.ksm_state(),
+    }
+
+
+__all__ = ["ClassStatus", "ClassUpReport", "Classroom", "TraineeRow", "first_failure", "labs_of_class"]

@@ -1,0 +1,148 @@
+"""`labkit class up|status|check|reset|destroy`: thin; the work is in :mod:`labkit.classroom`. Errors propagate to
+the main CLI, which prints them as one line with an exit code."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from labkit.classroom import Classroom
+from labkit.classroom.record import FAILING, NOT_TRIED, UNREACHABLE, VERIFIED
+from labkit.classroom.roster import numbered, read_roster
+from labkit.cli.progress import RichReporter
+from labkit.errors import UsageError
+from labkit.hostsetup.hostmode import enter_host_namespace
+
+app = typer.Typer(
+    help="A class: one verified golden lab and a lab per trainee cloned from it with its memory; the grid.",
+    no_args_is_help=True,
+)
+out = Console()
+err = Console(stderr=True)
+
+ClassArg = Annotated[str, typer.Argument(help="Class name (labs are CLASS-golden and CLASS-<trainee>)")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
+MARKS = {
+    VERIFIED: "[green]✓ verified[/green]",
+    FAILING: "[red]✗ failing[/red]",
+    UNREACHABLE: "[yellow]? down[/yellow]",
+}
+
+
+@app.command("up")
+def up_cmd(
+    name: ClassArg,
+    scenario: Annotated[str, typer.Argument(help="Scenario name or path")],
+    until: Annotated[str, typer.Option("--until", help="The stage every trainee starts from (verified)")],
+    trainees: Annotated[int | None, typer.Option("--trainees", help="Trainees trainee1..N")] = None,
+    roster: Annotated[
+        Path | None, typer.Option("--roster", help="File with one trainee name per line")
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Solve the golden lab to STAGE once (or reuse it), then clone a lab per trainee, running, in seconds each.
+    Run it again with more trainees: only the new ones are cloned."""
+    if (trainees is None) == (roster is None):
+        raise UsageError(
+            "give either --trainees N or --roster FILE", "labkit class up CLASS SCENARIO --trainees 20"
+        )
+    names = read_roster(roster) if roster is not None else numbered(trainees or 0)
+    enter_host_namespace()
+    report = Classroom(name).up(scenario, names, until, RichReporter(err))
+    if as_json:
+        out.print_json(
+            json.dumps({**report.__dict__, "cloned": {k: v.__dict__ for k, v in report.cloned.items()}})
+        )
+        return
+    golden = "reused" if report.golden_reused else "solved and verified"
+    out.print(f"class {name}: golden lab {report.golden} {golden} at {report.stage}")
+    for trainee, cloned in report.cloned.items():
+        out.print(f"  {trainee}: lab {cloned.lab} ready in {cloned.seconds:.1f} s")
+    if report.already:
+        out.print(f"  already there: {', '.join(report.already)}")
+    if report.ksm_turned_on:
+        out.print("  KSM turned on: the clones share their identical memory pages")
+    out.print(f"done in {report.seconds:.1f} s; `labkit class status {name}` shows the grid")
+
+
+@app.command("status")
+def status_cmd(name: ClassArg, as_json: JsonOpt = False) -> None:
+    """The grid: each trainee x stage (verified / failing with the first failing check / not tried)."""
+    enter_host_namespace()
+    status = Classroom(name).status()
+    if as_json:
+        out.print_json(json.dumps(status.to_json()))
+        return
+    table = Table(title=f"class {status.name}: {status.scenario}, from {status.stage}")
+    table.add_column("trainee")
+    for stage in status.stages:
+        table.add_column(stage)
+    table.add_column("last check")
+    for row in status.trainees:
+        cells = [_cell_text(row.cells[s].status, row.cells[s].detail) for s in status.stages]
+        last = max((c.checked_at for c in row.cells.values()), default="") or "-"
+        table.add_row(row.trainee if row.exists else f"{row.trainee} (no lab)", *cells, last)
+    out.print(table)
+    out.print(_resources(status.host))
+
+
+def _cell_text(status: str, detail: str) -> str:
+    if status == NOT_TRIED:
+        return "[dim]·[/dim]"
+    mark = MARKS.get(status, status)
+    return f"{mark}\n[dim]{detail[:60]}[/dim]" if detail else mark
+
+
+def _resources(host: dict[str, Any]) -> str:
+    ksm = host.get("ksm")
+    shared = f", KSM {'on' if ksm['run'] == 1 else 'off'} sharing {ksm['sharing_mib']} MiB" if ksm else ""
+    return f"host {host['host']}: {host['ram_available_mib']} MiB RAM available, {host['disk_free_mib']} MiB disk free{shared}"
+
+
+@app.command("check")
+def check_cmd(
+    name: ClassArg,
+    stage: Annotated[str | None, typer.Argument(help="Stage to check (default: the class's stage)")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run a stage's checks on every trainee lab, a few at a time; read-only on the labs; updates the grid."""
+    cells = Classroom(name).check(stage, RichReporter(err))
+    if as_json:
+        out.print_json(json.dumps({t: c.__dict__ for t, c in cells.items()}))
+        return
+    for trainee, cell in cells.items():
+        out.print(f"{trainee}: {cell.status}" + (f" ({cell.detail})" if cell.detail else ""), markup=False)
+    if any(c.status != VERIFIED for c in cells.values()):
+        raise typer.Exit(1)
+
+
+@app.command("reset")
+def reset_cmd(
+    name: ClassArg,
+    trainee: Annotated[str, typer.Argument(help="The trainee whose lab is reset")],
+    snapshot: Annotated[str, typer.Argument(help="Snapshot set to go back to, e.g. etcd-ok")],
+) -> None:
+    """The trainer's reset of one trainee's lab (the other labs are not touched)."""
+    enter_host_namespace()
+    report = Classroom(name).reset(trainee, snapshot, RichReporter(err))
+    out.print(f"{trainee}: back at {report.name} in {report.seconds:.1f} s")
+
+
+@app.command("destroy")
+def destroy_cmd(name: ClassArg) -> None:
+    """Remove every trainee lab and the golden lab (by their records and labels, never by name prefix)."""
+    enter_host_namespace()
+    removed = Classroom(name).destroy()
+    for lab, removal in removed.items():
+        what = (
+            f"{len(removal.domains)} VMs, {len(removal.volumes)} disks"
+            if not removal.empty
+            else "nothing left"
+        )
+        out.print(f"{lab}: {what}")
+    out.print(f"class {name} destroyed")
