@@ -29,7 +29,9 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from labkit.hostsetup.hostmode import enter_host_namespace  # noqa: E402
+from labkit.kinds.compile import load_scenario  # noqa: E402
 from labkit.lab import Lab, destroy_by_name  # noqa: E402
+from labkit.lab.readiness import ensure_boxes  # noqa: E402
 from labkit.progress import LogReporter  # noqa: E402
 from tests.integration.artifact_server import serve_artifacts  # noqa: E402
 
@@ -72,7 +74,7 @@ def main() -> int:
     )
     parser.add_argument("--resets", type=int, default=3, help="resets to time (default 3)")
     args = parser.parse_args()
-    Lab.create("three-node", LAB)._ensure_box(LogReporter())  # the box builds only outside the namespace
+    ensure_boxes(load_scenario("three-node"), LogReporter())  # the box builds only outside the namespace
     enter_host_namespace()
     with (
         tempfile.TemporaryDirectory(prefix="labkit-bench-") as tmp,
