@@ -248,64 +248,79 @@ def host_up(netns: str = DEFAULT_NETNS) -> HostState:
     with locked_state():
         state = host_state()
         if state is not None:
-            if state.healthy:
-                if state.netns != netns:
-                    raise HostError(
-                        f"host mode is already up in network namespace {state.netns!r}, not {netns!r}",
-                        hint="run `sudo labkit host down` first",
-                    )
-                return replace(state, already_up=True)
-            if state.netns_path.exists():  # its VMs may run there, whatever namespace was asked for now
-                if state.netns != netns:
-                    log.warning(
-                        "host mode's namespace is %s (recorded), not %s: using it", state.netns, netns
-                    )
-                return _restart(state)
-            log.warning("host mode recorded in %s is stale: cleaning it up", state_file())
-            _teardown(state, force=True)
+            resumed = _resume_recorded(state, netns)
+            if resumed is not None:
+                return resumed
         _check_can_host()
-
-        created = False
-        if not netns_exists(netns):
-            run_tool(["ip", "netns", "add", netns], f"ip netns add {netns}")
-            created = True
-        state = HostState(
-            netns=netns,
-            created_netns=created,
-            started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
-        )
+        state = _new_state(netns)
         write_state(state)  # from here on, host_down can undo whatever happens next
-        try:
-            run_tool(["ip", "netns", "exec", netns, "ip", "link", "set", "lo", "up"], "bringing up lo")
-            if daemon_from_pidfile("virtlogd") is None:
-                state = replace(state, daemons=(*state.daemons, _start_daemon("virtlogd", state)))
-                write_state(state)
-            else:
-                log.info("reusing the virtlogd already running")
-            _forget_autostart()
-            overlay = None
-            if qemu_needs_root():
-                overlay = _write_qemu_conf_overlay()
-                state = replace(state, qemu_as_root=True)
-            libvirtd = _start_daemon("libvirtd", state, overlay)
-            state = replace(state, daemons=(*state.daemons, libvirtd))
+        return _start_libvirt(state)
+
+
+def _resume_recorded(state: HostState, netns: str) -> HostState | None:
+    """Host mode as recorded: still up, or libvirtd restarted in its namespace; None when the record was
+    stale (then it is cleaned up) and host mode must start afresh."""
+    if state.healthy:
+        if state.netns != netns:
+            raise HostError(
+                f"host mode is already up in network namespace {state.netns!r}, not {netns!r}",
+                hint="run `sudo labkit host down` first",
+            )
+        return replace(state, already_up=True)
+    if state.netns_path.exists():  # its VMs may run there, whatever namespace was asked for now
+        if state.netns != netns:
+            log.warning("host mode's namespace is %s (recorded), not %s: using it", state.netns, netns)
+        return _restart(state)
+    log.warning("host mode recorded in %s is stale: cleaning it up", state_file())
+    _teardown(state, force=True)
+    return None
+
+
+def _new_state(netns: str) -> HostState:
+    """The state of a host mode about to start in ``netns``, created here if missing."""
+    created = False
+    if not netns_exists(netns):
+        run_tool(["ip", "netns", "add", netns], f"ip netns add {netns}")
+        created = True
+    return HostState(
+        netns=netns,
+        created_netns=created,
+        started_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+    )
+
+
+def _start_libvirt(state: HostState) -> HostState:
+    """Start virtlogd (unless one runs) and libvirtd in the recorded namespace, each recorded once started.
+    On any failure, Ctrl-C too, undo what was started; the original error goes on."""
+    try:
+        run_tool(["ip", "netns", "exec", state.netns, "ip", "link", "set", "lo", "up"], "bringing up lo")
+        if daemon_from_pidfile("virtlogd") is None:
+            state = replace(state, daemons=(*state.daemons, _start_daemon("virtlogd", state)))
             write_state(state)
-            conn = _wait_for_libvirtd(libvirtd, START_TIMEOUT)
-            try:
-                ensure_storage_pool(conn)
-            finally:
-                conn.close()
-        except BaseException:  # any failure, Ctrl-C too: undo what was started; the original error goes on
-            try:
-                _teardown(state, force=True)
-            except (
-                Exception
-            ) as cleanup:  # broad on purpose: a failed clean-up must not hide why host up failed
-                log.warning(
-                    "cleaning up after the failed host up failed too: %s: %s", type(cleanup).__name__, cleanup
-                )
-            raise
-        return state
+        else:
+            log.info("reusing the virtlogd already running")
+        _forget_autostart()
+        overlay = None
+        if qemu_needs_root():
+            overlay = _write_qemu_conf_overlay()
+            state = replace(state, qemu_as_root=True)
+        libvirtd = _start_daemon("libvirtd", state, overlay)
+        state = replace(state, daemons=(*state.daemons, libvirtd))
+        write_state(state)
+        conn = _wait_for_libvirtd(libvirtd, START_TIMEOUT)
+        try:
+            ensure_storage_pool(conn)
+        finally:
+            conn.close()
+    except BaseException:
+        try:
+            _teardown(state, force=True)
+        except Exception as cleanup:  # broad on purpose: a failed clean-up must not hide why host up failed
+            log.warning(
+                "cleaning up after the failed host up failed too: %s: %s", type(cleanup).__name__, cleanup
+            )
+        raise
+    return state
 
 
 def _restart(state: HostState) -> HostState:

@@ -28,7 +28,7 @@ from labkit.machines.snapshots import (
 )
 from labkit.machines.snapshots import now as snapshot_now
 from labkit.progress import LogReporter, Reporter
-from labkit.state import verified_after_reset
+from labkit.state import LabState, verified_after_reset
 
 
 class LabSnapshots(LabCore):
@@ -115,48 +115,10 @@ class LabSnapshots(LabCore):
             state = self._require_state()
             domains = self._domains(conn)
             cleanup_sets(domains)  # leftovers of an interrupted snapshot or delete
-            found = find_set(domains, name)
-            lacking = [node for node in domains if found is None or node not in found.snapshots]
-            if found is None or lacking:
-                raise UsageError(
-                    f"snapshot {name} is missing on {', '.join(lacking)}: nothing was reverted",
-                    "see `labkit snapshots`",
-                )
+            found = _set_on_every_node(domains, name)
             record = found.record
-            reporter.start(list(domains), 3)
-            reverted_at: dict[str, float] = {}
-            offsets: dict[str, float] = {}
-
-            def after_revert(node: str) -> None:
-                # in the node's own revert thread: its SSH wait overlaps the other nodes' reverts
-                reverted_at[node] = time.monotonic() - started
-                reporter.step(
-                    node, "reverted; booting" if record.disk_only else "reverted; waiting for SSH", 1
-                )
-                timeout = BOOT_SSH_TIMEOUT if record.disk_only else SSH_AFTER_REVERT_TIMEOUT
-                offsets[node] = self._fix_clock(node, reporter, timeout)
-
-            try:
-                revert_set(
-                    {node: dom.name() for node, dom in domains.items()},
-                    name,
-                    self.host.open,
-                    on_node=after_revert,
-                    snapshots=found.snapshots,
-                )
-            finally:
-                reporter.finish()
-            reverted = max(reverted_at.values(), default=0.0)
-            # the stages after the snapshot's are no longer solved (their additions are gone with the revert)
-            state.reset_to(record.stage, [s.name for s in self.scenario.stages])
-            # what was verified when the set was taken, not what was verified before this reset
-            state.verified_stages = verified_after_reset(
-                [s.name for s in self.scenario.stages],
-                bool(record.taken),
-                record.stage,
-                record.verified,
-                record.verified_stages,
-            )
+            reverted, offsets = self._revert_and_fix_clocks(domains, name, found, reporter, started)
+            self._forget_after_revert(state, record)
             self._save()
         return ResetReport(
             name=name,
@@ -164,6 +126,47 @@ class LabSnapshots(LabCore):
             seconds=time.monotonic() - started,
             revert_seconds=reverted,
             clock_offsets=offsets,
+        )
+
+    def _revert_and_fix_clocks(
+        self, domains: dict[str, Any], name: str, found: SnapshotSet, reporter: Reporter, started: float
+    ) -> tuple[float, dict[str, float]]:
+        """Revert every VM to ``found`` in parallel, each node's clock fixed in its own revert thread. Returns
+        the seconds from ``started`` to the last revert, and the clock offset of each node."""
+        record = found.record
+        reporter.start(list(domains), 3)
+        reverted_at: dict[str, float] = {}
+        offsets: dict[str, float] = {}
+
+        def after_revert(node: str) -> None:
+            # in the node's own revert thread: its SSH wait overlaps the other nodes' reverts
+            reverted_at[node] = time.monotonic() - started
+            reporter.step(node, "reverted; booting" if record.disk_only else "reverted; waiting for SSH", 1)
+            timeout = BOOT_SSH_TIMEOUT if record.disk_only else SSH_AFTER_REVERT_TIMEOUT
+            offsets[node] = self._fix_clock(node, reporter, timeout)
+
+        try:
+            revert_set(
+                {node: dom.name() for node, dom in domains.items()},
+                name,
+                self.host.open,
+                on_node=after_revert,
+                snapshots=found.snapshots,
+            )
+        finally:
+            reporter.finish()
+        return max(reverted_at.values(), default=0.0), offsets
+
+    def _forget_after_revert(self, state: LabState, record: SnapshotRecord) -> None:
+        # the stages after the snapshot's are no longer solved (their additions are gone with the revert)
+        state.reset_to(record.stage, [s.name for s in self.scenario.stages])
+        # what was verified when the set was taken, not what was verified before this reset
+        state.verified_stages = verified_after_reset(
+            [s.name for s in self.scenario.stages],
+            bool(record.taken),
+            record.stage,
+            record.verified,
+            record.verified_stages,
         )
 
     def _fix_clock(self, node: str, reporter: Reporter, timeout: float = SSH_AFTER_REVERT_TIMEOUT) -> float:
@@ -215,3 +218,15 @@ class LabSnapshots(LabCore):
             f"{', '.join(s.snapshot_name for s in reversed(self.scenario.stages[:index])) or 'none'})",
             "solve and check the earlier stages first, or `labkit reset NAME` to a snapshot of your own",
         )
+
+
+def _set_on_every_node(domains: dict[str, Any], name: str) -> SnapshotSet:
+    """Set ``name`` as it stands; a UsageError, before any VM is touched, if a node lacks its snapshot."""
+    found = find_set(domains, name)
+    lacking = [node for node in domains if found is None or node not in found.snapshots]
+    if found is None or lacking:
+        raise UsageError(
+            f"snapshot {name} is missing on {', '.join(lacking)}: nothing was reverted",
+            "see `labkit snapshots`",
+        )
+    return found

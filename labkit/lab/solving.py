@@ -118,13 +118,41 @@ def run_stage(
     for entry in kept:
         reporter.note(str(entry))
 
-    if nodes is not None:
-        unknown_nodes = sorted(nodes - {n.name for n in scenario.nodes})
-        if unknown_nodes:
-            raise UsageError(
-                f"no node {', '.join(map(repr, unknown_nodes))} in scenario {scenario.name}",
-                f"nodes: {', '.join(n.name for n in scenario.nodes)}",
-            )
+    _refuse_unknown_nodes(scenario, nodes)
+    targets = _targets(scenario, stage, steps, connections, nodes)
+    involved = [n.name for n in scenario.nodes if any(n.name in on for _, on in targets)]
+    contexts = {name: _node_context(scenario, name, context, catalog, scenario_dir) for name in involved}
+    built = _preflight(scenario, stage, targets, contexts)
+
+    report = StageReport(stage.name, plan, [s.name for s in steps], kept=kept)
+    reporter.start(involved, len(targets))
+    try:
+        _run_targets(targets, built, involved, connections, contexts, plan, report, reporter)
+    finally:
+        reporter.finish()
+    return report
+
+
+def _refuse_unknown_nodes(scenario: Scenario, nodes: set[str] | None) -> None:
+    if nodes is None:
+        return
+    unknown_nodes = sorted(nodes - {n.name for n in scenario.nodes})
+    if unknown_nodes:
+        raise UsageError(
+            f"no node {', '.join(map(repr, unknown_nodes))} in scenario {scenario.name}",
+            f"nodes: {', '.join(n.name for n in scenario.nodes)}",
+        )
+
+
+def _targets(
+    scenario: Scenario,
+    stage: Stage,
+    steps: list[Step],
+    connections: dict[str, Any],
+    nodes: set[str] | None,
+) -> list[tuple[Step, list[str]]]:
+    """Each step with the nodes it runs on (steps on no selected node left out); a UsageError if one of them
+    has no connection."""
     targets: list[tuple[Step, list[str]]] = []
     for step in steps:
         selected = [n.name for n in scenario.select(step.on) if nodes is None or n.name in nodes]
@@ -136,15 +164,31 @@ def run_stage(
             )
         if selected:
             targets.append((step, selected))
-    involved = [n.name for n in scenario.nodes if any(n.name in on for _, on in targets)]
+    return targets
 
-    contexts: dict[str, StepContext] = {}
-    for name in involved:
-        variables = {**(context or {}), "node": node_variables(scenario, name, context)}
-        contexts[name] = StepContext(name, variables, scenario_dir or scenario.directory, catalog)
 
-    # everything that can fail on the host fails here, before any node is touched; every missing artifact and
-    # image of the stage is named at once, not the first step's alone
+def _node_context(
+    scenario: Scenario,
+    node: str,
+    context: dict[str, Any] | None,
+    catalog: Catalog | None,
+    scenario_dir: Path | None,
+) -> StepContext:
+    variables = {**(context or {}), "node": node_variables(scenario, node, context)}
+    return StepContext(node, variables, scenario_dir or scenario.directory, catalog)
+
+
+def _preflight(
+    scenario: Scenario,
+    stage: Stage,
+    targets: list[tuple[Step, list[str]]],
+    contexts: dict[str, StepContext],
+) -> dict[tuple[str, str], StepKind]:
+    """Every step built for each of its nodes, keyed by (step, node), and pre-flighted.
+
+    Everything that can fail on the host fails here, before any node is touched; every missing artifact and
+    image of the stage is named at once, not the first step's alone.
+    """
     built: dict[tuple[str, str], StepKind] = {}
     missing_artifacts: list[Artifact] = []
     missing_images: list[Image] = []
@@ -161,45 +205,57 @@ def run_stage(
             built[(step.name, name)] = kind
     if missing_artifacts or missing_images:
         raise MissingArtifactsError(missing_artifacts, scenario.name, images=missing_images)
+    return built
 
-    report = StageReport(stage.name, plan, [s.name for s in steps], kept=kept)
-    reporter.start(involved, len(targets))
-    try:
-        pool = ThreadPoolExecutor(max_workers=max(1, len(involved)))
-        with interruptible(pool, [connections[n] for n in involved]):
-            for index, (step, step_nodes) in enumerate(targets, start=1):
-                futures = {
-                    name: pool.submit(
-                        _run_one,
-                        built[(step.name, name)],
-                        connections[name],
-                        contexts[name],
-                        plan,
-                        step.timeout,
-                    )
-                    for name in step_nodes
-                }
-                for name, future in futures.items():
-                    outcome = future.result()
-                    if isinstance(outcome, Change):
-                        report.changes.setdefault(name, {})[step.name] = outcome
-                        if outcome.changed:
-                            contexts[name].changed.add(step.name)
-                        status = f"would change: {outcome.summary}" if outcome.changed else "no change"
-                    else:
-                        report.results.setdefault(name, {})[step.name] = outcome
-                        if outcome.status == "changed":
-                            contexts[name].changed.add(step.name)
-                        elif outcome.status == "failed" and report.failure is None:
-                            report.failure = outcome
-                        status = outcome.status
-                    reporter.step(name, f"{step.name}: {status}", index)
-                if report.failure is not None:
-                    reporter.note(str(report.failure))
-                    break
-    finally:
-        reporter.finish()
-    return report
+
+def _run_targets(
+    targets: list[tuple[Step, list[str]]],
+    built: dict[tuple[str, str], StepKind],
+    involved: list[str],
+    connections: dict[str, Any],
+    contexts: dict[str, StepContext],
+    plan: bool,
+    report: StageReport,
+    reporter: Reporter,
+) -> None:
+    """Run the steps in order, each on its nodes in parallel, into ``report``; stop after the first step that
+    failed on any node."""
+    pool = ThreadPoolExecutor(max_workers=max(1, len(involved)))
+    with interruptible(pool, [connections[n] for n in involved]):
+        for index, (step, step_nodes) in enumerate(targets, start=1):
+            futures = {
+                name: pool.submit(
+                    _run_one,
+                    built[(step.name, name)],
+                    connections[name],
+                    contexts[name],
+                    plan,
+                    step.timeout,
+                )
+                for name in step_nodes
+            }
+            for name, future in futures.items():
+                status = _record(report, step, contexts[name], future.result())
+                reporter.step(name, f"{step.name}: {status}", index)
+            if report.failure is not None:
+                reporter.note(str(report.failure))
+                break
+
+
+def _record(report: StageReport, step: Step, ctx: StepContext, outcome: Change | Result) -> str:
+    """Add one node's outcome of ``step`` to the report and the node's changed steps; the status to show."""
+    node = ctx.node
+    if isinstance(outcome, Change):
+        report.changes.setdefault(node, {})[step.name] = outcome
+        if outcome.changed:
+            ctx.changed.add(step.name)
+        return f"would change: {outcome.summary}" if outcome.changed else "no change"
+    report.results.setdefault(node, {})[step.name] = outcome
+    if outcome.status == "changed":
+        ctx.changed.add(step.name)
+    elif outcome.status == "failed" and report.failure is None:
+        report.failure = outcome
+    return outcome.status
 
 
 def _refuse_removed_kubelet_flags(scenario: Scenario, stage: Stage, kind: StepKind, ctx: StepContext) -> None:

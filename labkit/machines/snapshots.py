@@ -318,36 +318,18 @@ def _take_set(
             f"snapshot {record.name} already exists on {', '.join(sorted(shown.snapshots))}",
             f"choose another name, or `labkit snapshot {record.name} --force` to replace it",
         )
-    running = expected_state == "running"
-    wrong = [node for node, dom in domains.items() if bool(dom.isActive()) != running]
-    if wrong:
-        raise LabError(
-            f"cannot snapshot: {', '.join(sorted(wrong))} {'not running' if running else 'still running'}",
-            "`labkit up` first (snapshots are taken with the VMs running)",
-        )
+    _refuse_state_other_than(domains, expected_state)
     order = sorted(domains)  # the anchor, whose record commits the set, is snapshotted first
     record.generation = max((g.generation for g in generations), default=0) + 1
     record.nodes = order
     record.pending = True
-    in_use = {s.getName() for dom in domains.values() for s in dom.listAllSnapshots(0)}
-    libvirt_name = record.name
-    if libvirt_name in in_use:
-        libvirt_name = f"{record.name}{GENERATION_SEPARATOR}{record.generation}"
+    libvirt_name = _unused_libvirt_name(domains, record)
     xml = snapshot_xml(record, libvirt_name)
     taken: list[str] = []
     node = order[0]
     try:
         for node in order:
-            dom = domains[node]
-            if bool(dom.isActive()) != running:
-                # a shut-off domain would get a disk-only snapshot: not the running state of the set
-                raise libvirt.libvirtError(
-                    f"{dom.name()} is no longer {expected_state.replace('shutoff', 'shut off')}"
-                )
-            snap = dom.snapshotCreateXML(xml, 0)
-            if ET.fromstring(snap.getXMLDesc(0)).findtext("state") != expected_state:
-                snap.delete(0)
-                raise libvirt.libvirtError(f"{dom.name()} changed state while its snapshot was taken")
+            _snapshot_in_state(domains[node], xml, expected_state)
             taken.append(node)
             if on_node:
                 on_node(node)
@@ -356,19 +338,64 @@ def _take_set(
         _redefine(domains[node], libvirt_name, committed)  # the swap: from here on the new set is the set
     except libvirt.libvirtError as exc:
         rollback_errors = _roll_back(domains, taken, libvirt_name)
-        extra = f"; could not remove it from {', '.join(rollback_errors)}" if rollback_errors else ""
-        kept = " (the previous one is kept)" if shown is not None else ""
-        raise LabError(
-            f"snapshot {record.name} failed on {node}: {_message(exc)}; "
-            f"removed it from the {len(taken)} VMs already done{extra}",
-            f"check the VM with `labkit status`; nothing of this snapshot set is kept{kept}",
-        ) from None
+        raise _take_failed(record, node, exc, taken, rollback_errors, replacing=shown is not None) from None
     except BaseException:  # Ctrl-C, SIGTERM: the new set is still pending, the old one intact
         _roll_back(domains, taken, libvirt_name)
         raise
     record.pending = False
     cleanup_sets(domains)  # the superseded generation; if this is interrupted, the next command finishes it
     return taken
+
+
+def _refuse_state_other_than(domains: dict[str, Any], expected_state: str) -> None:
+    running = expected_state == "running"
+    wrong = [node for node, dom in domains.items() if bool(dom.isActive()) != running]
+    if wrong:
+        raise LabError(
+            f"cannot snapshot: {', '.join(sorted(wrong))} {'not running' if running else 'still running'}",
+            "`labkit up` first (snapshots are taken with the VMs running)",
+        )
+
+
+def _unused_libvirt_name(domains: dict[str, Any], record: SnapshotRecord) -> str:
+    """The set's name, or ``NAME@GEN`` while a snapshot of that name exists (libvirt cannot rename one)."""
+    in_use = {s.getName() for dom in domains.values() for s in dom.listAllSnapshots(0)}
+    if record.name in in_use:
+        return f"{record.name}{GENERATION_SEPARATOR}{record.generation}"
+    return record.name
+
+
+def _snapshot_in_state(dom: Any, xml: str, expected_state: str) -> None:
+    """Take one domain's snapshot of the set; a libvirtError, and no snapshot, unless the domain was and stayed
+    in ``expected_state``."""
+    libvirt = _libvirt()
+    if bool(dom.isActive()) != (expected_state == "running"):
+        # a shut-off domain would get a disk-only snapshot: not the running state of the set
+        raise libvirt.libvirtError(
+            f"{dom.name()} is no longer {expected_state.replace('shutoff', 'shut off')}"
+        )
+    snap = dom.snapshotCreateXML(xml, 0)
+    if ET.fromstring(snap.getXMLDesc(0)).findtext("state") != expected_state:
+        snap.delete(0)
+        raise libvirt.libvirtError(f"{dom.name()} changed state while its snapshot was taken")
+
+
+def _take_failed(
+    record: SnapshotRecord,
+    node: str,
+    exc: BaseException,
+    taken: list[str],
+    rollback_errors: list[str],
+    replacing: bool,
+) -> LabError:
+    """The error of a take that failed on ``node`` and was rolled back from the ``taken`` nodes."""
+    extra = f"; could not remove it from {', '.join(rollback_errors)}" if rollback_errors else ""
+    kept = " (the previous one is kept)" if replacing else ""
+    return LabError(
+        f"snapshot {record.name} failed on {node}: {_message(exc)}; "
+        f"removed it from the {len(taken)} VMs already done{extra}",
+        f"check the VM with `labkit status`; nothing of this snapshot set is kept{kept}",
+    )
 
 
 def _roll_back(domains: dict[str, Any], taken: list[str], libvirt_name: str) -> list[str]:
