@@ -129,11 +129,6 @@ def fetch_cmd(
     selected, chosen, scenario_mirror = _select(scenario)
     base = artifacts.resolve_mirror(mirror, scenario_mirror)
     console = Console(stderr=True, highlight=False, soft_wrap=True)
-    failures: list[tuple[artifacts.Artifact, LabkitError]] = []
-    done: list[artifacts.Artifact] = []
-    image_failures: list[Image] = []
-    image_done: list[Image] = []
-    guard = threading.Lock()
     with Progress(
         TextColumn("{task.description:<34}"),
         BarColumn(bar_width=28),
@@ -143,66 +138,100 @@ def fetch_cmd(
         console=console,
         transient=False,
     ) as progress:
-
-        def warn(text: str) -> None:
-            progress.console.print(f"[yellow]warning:[/yellow] {escape(text)}")
-
-        def one(artifact: artifacts.Artifact, task: TaskID) -> None:
-            def report(received: int, total: int | None) -> None:
-                progress.update(task, completed=received, total=total)
-
-            try:
-                if artifacts.cached_path(artifact) is not None:
-                    progress.update(task, description=f"{artifact} (cached)", total=1, completed=1)
-                else:
-                    artifacts.fetch(artifact, base if base is not None else "", report, warn=warn)
-                    task_total = progress.tasks[task].total
-                    progress.update(task, description=f"{artifact} ✓", completed=task_total)
-                with guard:
-                    done.append(artifact)
-            except LabkitError as exc:
-                progress.update(task, description=f"{artifact} [red]✗[/red]")
-                progress.console.print(f"[red]✗[/red] {escape(str(exc))}")
-                with guard:
-                    failures.append((artifact, exc))
-
-        tasks = [(a, progress.add_task(str(a), total=None)) for a in selected]
-        with ThreadPoolExecutor(max_workers=PARALLEL_DOWNLOADS) as pool:
-            for future in [pool.submit(one, a, t) for a, t in tasks]:
-                future.result()
-        for image in chosen:
-            task = progress.add_task(f"image {image.name}", total=None)
-            try:
-                if images.cached(image) is not None:
-                    progress.update(task, description=f"image {image.name} (cached)", total=1, completed=1)
-                else:
-                    images.fetch(image, base if base is not None else "", warn=warn)
-                    progress.update(task, description=f"image {image.name} ✓", total=1, completed=1)
-                image_done.append(image)
-            except LabkitError as exc:
-                progress.update(task, description=f"image {image.name} [red]✗[/red]")
-                progress.console.print(f"[red]✗[/red] {escape(str(exc))}")
-                image_failures.append(image)
-    if failures or image_failures:
-        order = {a.key: i for i, a in enumerate(selected)}
-        names = ", ".join(
-            [str(a) for a, _ in sorted(failures, key=lambda f: order[f[0].key])]
-            + [i.reference for i in image_failures]
-        )
-        where = (
-            f"the mirror {base} must serve <host>/<path> of each upstream URL"
-            if base
-            else (f"check the network or proxy, or use --mirror URL / {artifacts.MIRROR_ENV}")
-        )
-        raise HostError(
-            f"{len(failures) + len(image_failures)} of {len(selected) + len(chosen)} artifacts and images "
-            f"not fetched: {names}",
-            f"see the messages above; {where}; or download the files elsewhere and run "
-            "`labkit artifacts import DIR`",
-        )
+        run = _FetchRun(progress, base if base is not None else "")
+        run.fetch_artifacts(selected)
+        run.fetch_images(chosen)
+    if run.failures or run.image_failures:
+        raise _not_fetched(run, selected, chosen, base)
     where = f" via {base}" if base else ""
     console.print(
-        f"{len(done)} artifacts and {len(image_done)} images cached{where} in {paths.artifact_cache_dir()}"
+        f"{len(run.done)} artifacts and {len(run.image_done)} images cached{where} "
+        f"in {paths.artifact_cache_dir()}"
+    )
+
+
+class _FetchRun:
+    """One `labkit artifacts fetch`: every artifact and image gets a progress line; a failure is printed and
+    recorded, never raised, so that all of them are tried and the end names every one that failed."""
+
+    def __init__(self, progress: Progress, mirror: str) -> None:
+        self.progress = progress
+        self.mirror = mirror
+        self.done: list[artifacts.Artifact] = []
+        self.failures: list[tuple[artifacts.Artifact, LabkitError]] = []
+        self.image_done: list[Image] = []
+        self.image_failures: list[Image] = []
+        self.guard = threading.Lock()  # artifacts are fetched in parallel
+
+    def warn(self, text: str) -> None:
+        self.progress.console.print(f"[yellow]warning:[/yellow] {escape(text)}")
+
+    def fetch_artifacts(self, selected: list[artifacts.Artifact]) -> None:
+        tasks = [(a, self.progress.add_task(str(a), total=None)) for a in selected]
+        with ThreadPoolExecutor(max_workers=PARALLEL_DOWNLOADS) as pool:
+            for future in [pool.submit(self.fetch_artifact, a, t) for a, t in tasks]:
+                future.result()
+
+    def fetch_artifact(self, artifact: artifacts.Artifact, task: TaskID) -> None:
+        progress = self.progress
+
+        def report(received: int, total: int | None) -> None:
+            progress.update(task, completed=received, total=total)
+
+        try:
+            if artifacts.cached_path(artifact) is not None:
+                progress.update(task, description=f"{artifact} (cached)", total=1, completed=1)
+            else:
+                artifacts.fetch(artifact, self.mirror, report, warn=self.warn)
+                task_total = progress.tasks[task].total
+                progress.update(task, description=f"{artifact} ✓", completed=task_total)
+            with self.guard:
+                self.done.append(artifact)
+        except LabkitError as exc:
+            progress.update(task, description=f"{artifact} [red]✗[/red]")
+            progress.console.print(f"[red]✗[/red] {escape(str(exc))}")
+            with self.guard:
+                self.failures.append((artifact, exc))
+
+    def fetch_images(self, chosen: list[Image]) -> None:
+        for image in chosen:
+            self.fetch_image(image)
+
+    def fetch_image(self, image: Image) -> None:
+        progress = self.progress
+        task = progress.add_task(f"image {image.name}", total=None)
+        try:
+            if images.cached(image) is not None:
+                progress.update(task, description=f"image {image.name} (cached)", total=1, completed=1)
+            else:
+                images.fetch(image, self.mirror, warn=self.warn)
+                progress.update(task, description=f"image {image.name} ✓", total=1, completed=1)
+            self.image_done.append(image)
+        except LabkitError as exc:
+            progress.update(task, description=f"image {image.name} [red]✗[/red]")
+            progress.console.print(f"[red]✗[/red] {escape(str(exc))}")
+            self.image_failures.append(image)
+
+
+def _not_fetched(
+    run: _FetchRun, selected: list[artifacts.Artifact], chosen: list[Image], base: str | None
+) -> HostError:
+    """The error naming every artifact (in catalog order) and image that could not be fetched."""
+    order = {a.key: i for i, a in enumerate(selected)}
+    names = ", ".join(
+        [str(a) for a, _ in sorted(run.failures, key=lambda f: order[f[0].key])]
+        + [i.reference for i in run.image_failures]
+    )
+    where = (
+        f"the mirror {base} must serve <host>/<path> of each upstream URL"
+        if base
+        else (f"check the network or proxy, or use --mirror URL / {artifacts.MIRROR_ENV}")
+    )
+    return HostError(
+        f"{len(run.failures) + len(run.image_failures)} of {len(selected) + len(chosen)} artifacts and images "
+        f"not fetched: {names}",
+        f"see the messages above; {where}; or download the files elsewhere and run "
+        "`labkit artifacts import DIR`",
     )
 
 

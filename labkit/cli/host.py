@@ -1,7 +1,7 @@
 """``labkit host up|down|status``: host mode, for machines without systemd (CI, containers).
 
-Wired by labkit.cli with ``app.add_typer(cli_host.app, name="host")``; labkit's errors propagate to the main
-app, which prints them in one line.
+Wired by labkit.cli.commands with ``app.add_typer(host.app, name="host")``; labkit's errors propagate to the
+main app, which prints them in one line.
 """
 
 from __future__ import annotations

@@ -427,13 +427,13 @@ class FakeLab:
 
 
 def _cli(monkeypatch: pytest.MonkeyPatch, lab: FakeLab, *argv: str) -> Any:
-    import labkit.cli
+    import labkit.cli.stages
     import labkit.kinds.guides
     import labkit.lab
     from labkit.cli import app
 
     monkeypatch.setattr(labkit.lab.Lab, "load", staticmethod(lambda name=None: lab))
-    monkeypatch.setattr(labkit.cli, "_enter_host_namespace", lambda: None)
+    monkeypatch.setattr(labkit.cli.stages, "_enter_host_namespace", lambda: None)
     monkeypatch.setattr(
         labkit.kinds.guides,
         "checklist",
