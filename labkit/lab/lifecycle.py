@@ -169,13 +169,7 @@ class Lab(LabSnapshots):
         """Boot every VM and configure hostname, lab IP, /etc/hosts and the lab key. Safe to run again."""
         reporter = reporter or LogReporter()
         started = time.monotonic()
-        if self.state is not None and self.state.cloned_from:
-            raise UsageError(
-                f"lab {self.name} is a clone of {self.state.cloned_from} in class {self.state.class_name}: "
-                "vagrant did not make it, so `up` does not boot it",
-                f"`labkit reset SNAPSHOT --name {self.name}` brings it back; `labkit class up "
-                f"{self.state.class_name} ...` makes it again after `labkit destroy {self.name}`",
-            )
+        self._refuse_clone()
         # The box is built from the host's apt mirror: before entering host mode's namespace, which has no route.
         ensure_boxes(self.scenario, reporter)
         conn = self.host.connect()
@@ -227,6 +221,15 @@ class Lab(LabSnapshots):
             self._save()
         report.seconds = time.monotonic() - started
         return report
+
+    def _refuse_clone(self) -> None:
+        if self.state is not None and self.state.cloned_from:
+            raise UsageError(
+                f"lab {self.name} is a clone of {self.state.cloned_from} in class {self.state.class_name}: "
+                "vagrant did not make it, so `up` does not boot it",
+                f"`labkit reset SNAPSHOT --name {self.name}` brings it back; `labkit class up "
+                f"{self.state.class_name} ...` makes it again after `labkit destroy {self.name}`",
+            )
 
     def _render(self, accel: AccelChoice) -> None:
         assert self.state is not None
