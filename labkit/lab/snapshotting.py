@@ -10,6 +10,7 @@ from typing import Any
 from labkit.errors import LabError, UsageError
 from labkit.lab.core import BOOT_SSH_TIMEOUT, SSH_AFTER_REVERT_TIMEOUT, LabCore
 from labkit.lab.reports import ResetReport
+from labkit.machines.clones import flap_link
 from labkit.machines.connections import REMOTE_ERRORS
 from labkit.machines.domains import (
     lab_domains,
@@ -142,6 +143,8 @@ class LabSnapshots(LabCore):
             # in the node's own revert thread: its SSH wait overlaps the other nodes' reverts
             reverted_at[node] = time.monotonic() - started
             reporter.step(node, "reverted; booting" if record.disk_only else "reverted; waiting for SSH", 1)
+            if self.state is not None and self.state.cloned_from and not record.disk_only:
+                self._renew_address(domains[node].name())
             timeout = BOOT_SSH_TIMEOUT if record.disk_only else SSH_AFTER_REVERT_TIMEOUT
             offsets[node] = self._fix_clock(node, reporter, timeout)
 
@@ -156,6 +159,16 @@ class LabSnapshots(LabCore):
         finally:
             reporter.finish()
         return max(reverted_at.values(), default=0.0), offsets
+
+    def _renew_address(self, domain: str) -> None:
+        """A clone's memory may be the golden's, with the golden's management address: the link flap makes
+        the guest ask this lab's DHCP, which leases it its own address again (same MAC, same lease)."""
+        assert self.state is not None
+        conn = self.host.open()
+        try:
+            flap_link(conn.lookupByName(domain), self.state.management_network)
+        finally:
+            conn.close()
 
     def _forget_after_revert(self, state: LabState, record: SnapshotRecord) -> None:
         # the stages after the snapshot's are no longer solved (their additions are gone with the revert)

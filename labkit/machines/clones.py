@@ -28,6 +28,7 @@ from labkit.machines.domains import domain_disk_paths
 COPY_TIMEOUT = 600.0
 QEMU_IMG_TIMEOUT = 120.0
 LINK_DOWN_SECONDS = 1.0
+LIBVIRT_CHANNEL_DIR = "/var/lib/libvirt/qemu/channel/"
 
 
 @dataclass(frozen=True)
@@ -69,6 +70,9 @@ def _rewrite_domain(domain: ET.Element, spec: CloneSpec) -> None:
         target = iface.find("target")
         if target is not None:  # the golden's tap device name (vnetN): libvirt picks a free one
             iface.remove(target)
+    for source in domain.findall("./devices/channel[@type='unix']/source"):
+        if source.get("path", "").startswith(LIBVIRT_CHANNEL_DIR):  # a path libvirt made from the golden's name
+            source.attrib.pop("path")
 
 
 def clone_domain_xml(golden_xml: str, spec: CloneSpec) -> str:
