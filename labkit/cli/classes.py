@@ -8,25 +8,21 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from labkit.classroom import Classroom
 from labkit.classroom.record import FAILING, NOT_TRIED, UNREACHABLE, VERIFIED
 from labkit.classroom.roster import numbered, read_roster
+from labkit.cli.application import JsonOpt, _enter_host_namespace, _print_json, err, out
 from labkit.cli.progress import RichReporter
 from labkit.errors import UsageError
-from labkit.hostsetup.hostmode import enter_host_namespace
 
 app = typer.Typer(
     help="A class: one verified golden lab and a lab per trainee cloned from it with its memory; the grid.",
     no_args_is_help=True,
 )
-out = Console()
-err = Console(stderr=True)
 
 ClassArg = Annotated[str, typer.Argument(help="Class name (labs are CLASS-golden and CLASS-<trainee>)")]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Machine-readable output")]
 MARKS = {
     VERIFIED: "[green]✓ verified[/green]",
     FAILING: "[red]✗ failing[/red]",
@@ -52,13 +48,11 @@ def up_cmd(
             "give either --trainees N or --roster FILE", "labkit class up CLASS SCENARIO --trainees 20"
         )
     names = read_roster(roster) if roster is not None else numbered(trainees or 0)
-    enter_host_namespace()
+    _enter_host_namespace()
     report = Classroom(name).up(scenario, names, until, RichReporter(err))
     if as_json:
         out.print_json(
-            json.dumps({**report.__dict__, "cloned": {k: v.__dict__ for k, v in report.cloned.items()}})
-        )
-        return
+        _print_json({**report.__dict__, "cloned": {k: v.__dict__ for k, v in report.cloned.items()}})
     golden = "reused" if report.golden_reused else "solved and verified"
     out.print(f"class {name}: golden lab {report.golden} {golden} at {report.stage}")
     for trainee, cloned in report.cloned.items():
@@ -73,10 +67,10 @@ def up_cmd(
 @app.command("status")
 def status_cmd(name: ClassArg, as_json: JsonOpt = False) -> None:
     """The grid: each trainee x stage (verified / failing with the first failing check / not tried)."""
-    enter_host_namespace()
+    _enter_host_namespace()
     status = Classroom(name).status()
     if as_json:
-        out.print_json(json.dumps(status.to_json()))
+        _print_json(status.to_json())
         return
     table = Table(title=f"class {status.name}: {status.scenario}, from {status.stage}")
     table.add_column("trainee")
@@ -113,7 +107,7 @@ def check_cmd(
     """Run a stage's checks on every trainee lab, a few at a time; read-only on the labs; updates the grid."""
     cells = Classroom(name).check(stage, RichReporter(err))
     if as_json:
-        out.print_json(json.dumps({t: c.__dict__ for t, c in cells.items()}))
+        _print_json({t: c.__dict__ for t, c in cells.items()})
         return
     for trainee, cell in cells.items():
         out.print(f"{trainee}: {cell.status}" + (f" ({cell.detail})" if cell.detail else ""), markup=False)
@@ -128,7 +122,7 @@ def reset_cmd(
     snapshot: Annotated[str, typer.Argument(help="Snapshot set to go back to, e.g. etcd-ok")],
 ) -> None:
     """The trainer's reset of one trainee's lab (the other labs are not touched)."""
-    enter_host_namespace()
+    _enter_host_namespace()
     report = Classroom(name).reset(trainee, snapshot, RichReporter(err))
     out.print(f"{trainee}: back at {report.name} in {report.seconds:.1f} s")
 
@@ -136,7 +130,7 @@ def reset_cmd(
 @app.command("destroy")
 def destroy_cmd(name: ClassArg) -> None:
     """Remove every trainee lab and the golden lab (by their records and labels, never by name prefix)."""
-    enter_host_namespace()
+    _enter_host_namespace()
     removed = Classroom(name).destroy()
     for lab, removal in removed.items():
         what = (

@@ -71,7 +71,9 @@ def _rewrite_domain(domain: ET.Element, spec: CloneSpec) -> None:
         if target is not None:  # the golden's tap device name (vnetN): libvirt picks a free one
             iface.remove(target)
     for source in domain.findall("./devices/channel[@type='unix']/source"):
-        if source.get("path", "").startswith(LIBVIRT_CHANNEL_DIR):  # a path libvirt made from the golden's name
+        if source.get("path", "").startswith(
+            LIBVIRT_CHANNEL_DIR
+        ):  # a path libvirt made from the golden's name
             source.attrib.pop("path")
 
 
