@@ -3,7 +3,6 @@ the main CLI, which prints them as one line with an exit code."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -51,8 +50,8 @@ def up_cmd(
     _enter_host_namespace()
     report = Classroom(name).up(scenario, names, until, RichReporter(err))
     if as_json:
-        out.print_json(
         _print_json({**report.__dict__, "cloned": {k: v.__dict__ for k, v in report.cloned.items()}})
+        return
     golden = "reused" if report.golden_reused else "solved and verified"
     out.print(f"class {name}: golden lab {report.golden} {golden} at {report.stage}")
     for trainee, cloned in report.cloned.items():
