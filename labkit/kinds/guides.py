@@ -70,7 +70,7 @@ import jinja2
 from labkit.errors import LabkitError, UsageError
 from labkit.model import sandbox
 from labkit.model.endpoints import resolve_etcd_endpoint
-from labkit.model.scenario import Node, Scenario, Stage
+from labkit.model.scenario import Network, Node, Scenario, Stage, Versions
 from labkit.model.version_guard import flannel_etcd_api, kubelet_takes_cni_flags
 from labkit.state import LabState
 
@@ -148,8 +148,38 @@ def flannel_network_config(scenario: Scenario) -> dict[str, Any]:
 
 def guide_context(scenario: Scenario, lab_state: LabState | None = None) -> dict[str, Any]:
     """Every variable a guide may use (listed in this module's docstring), from the scenario and the lab state."""
+    lab_iface = _lab_iface(lab_state)
+    return {
+        **_lab_names(scenario, lab_state),
+        **_topology_values(scenario, _node_values(scenario, lab_state, lab_iface)),
+        "lab_network": scenario.network.lab,
+        "lab_iface": lab_iface,
+        **_flannel_values(scenario),
+        **_service_values(scenario.network),
+        **_version_values(scenario.versions),
+        "kubeconfig": KUBECONFIG,
+        "cni_bin_dir": CNI_BIN_DIR,
+        "cni_conf_dir": CNI_CONF_DIR,
+        "nodeport": NODEPORT,
+        "web_port": WEB_PORT,
+        "images": scenario.images.model_dump(),
+    }
+
+
+def _lab_names(scenario: Scenario, lab_state: LabState | None) -> dict[str, str]:
+    lab = lab_state.lab if lab_state is not None else scenario.name
+    return {
+        "lab": lab,
+        "scenario": scenario.name,
+        "lab_opt": f" --name {lab}" if lab != scenario.name else "",
+    }
+
+
+def _node_values(
+    scenario: Scenario, lab_state: LabState | None, default_iface: str
+) -> dict[str, dict[str, Any]]:
+    """Node name -> the node's values, in scenario order; the N-th node (from 1) gets the N-th pod subnet."""
     net = scenario.network
-    default_iface = _lab_iface(lab_state)
     nodes: dict[str, dict[str, Any]] = {}
     for index, node in enumerate(scenario.nodes, start=1):
         state = lab_state.nodes.get(node.name) if lab_state is not None else None
@@ -160,49 +190,67 @@ def guide_context(scenario: Scenario, lab_state: LabState | None = None) -> dict
             "lab_iface": (state.lab_iface if state and state.lab_iface else default_iface),
             **_pod_addresses(net.pod_network, net.pod_subnet_len, index),
         }
+    return nodes
+
+
+def _topology_values(scenario: Scenario, nodes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The nodes, and which of them the workers, etcd and kube-apiserver are (the same dicts as in ``nodes``)."""
     node_list = list(nodes.values())
-    etcd_endpoint = resolve_etcd_endpoint(
-        net.etcd_endpoint, {n.name: n.ip for n in scenario.nodes}, _role_node(scenario, "etcd").name
-    )
-    etcd_node = nodes[_role_node(scenario, "etcd").name]
     apiserver_node = nodes[_role_node(scenario, "apiserver").name]
-    services = net.service_network
-    cluster_dns = net.cluster_dns or str(services[10])
-    backend_port = (
-        net.backend.port if net.backend.port is not None else BACKEND_DEFAULT_PORTS[net.backend.type]
-    )
-    versions = scenario.versions
     return {
-        "lab": lab_state.lab if lab_state is not None else scenario.name,
-        "scenario": scenario.name,
-        "lab_opt": f" --name {lab_state.lab}"
-        if lab_state is not None and lab_state.lab != scenario.name
-        else "",
         "nodes": nodes,
         "node_list": node_list,
         "workers": [n for n in node_list if "worker" in n["roles"]],
-        "etcd_node": etcd_node,
-        "etcd_ip": etcd_node["ip"],
-        "etcd_endpoint": etcd_endpoint.url,
-        "notes": [etcd_endpoint.note] if etcd_endpoint.note else [],
+        **_etcd_values(scenario, nodes),
         "apiserver_node": apiserver_node,
         "apiserver_ip": apiserver_node["ip"],
         "apiserver_url": f"http://{apiserver_node['ip']}:{APISERVER_INSECURE_PORT}",
-        "lab_network": net.lab,
-        "lab_iface": default_iface,
+    }
+
+
+def _etcd_values(scenario: Scenario, nodes: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    etcd_name = _role_node(scenario, "etcd").name
+    endpoint = resolve_etcd_endpoint(
+        scenario.network.etcd_endpoint, {n.name: n.ip for n in scenario.nodes}, etcd_name
+    )
+    return {
+        "etcd_node": nodes[etcd_name],
+        "etcd_ip": nodes[etcd_name]["ip"],
+        "etcd_endpoint": endpoint.url,
+        "notes": [endpoint.note] if endpoint.note else [],
+    }
+
+
+def _flannel_values(scenario: Scenario) -> dict[str, Any]:
+    net = scenario.network
+    backend_port = (
+        net.backend.port if net.backend.port is not None else BACKEND_DEFAULT_PORTS[net.backend.type]
+    )
+    flannel = scenario.versions.flannel
+    return {
         "pod_network": net.pods,
         "pod_subnet_len": net.pod_subnet_len,
         "backend": {"type": net.backend.type, "port": backend_port},
         "flannel_network_config": json.dumps(flannel_network_config(scenario)),
         "flannel_etcd_prefix": FLANNEL_ETCD_PREFIX,
         "flannel_config_key": f"{FLANNEL_ETCD_PREFIX}/config",
-        "kubeconfig": KUBECONFIG,
         # flannel <= 0.17 speaks only the etcd v2 API; 0.18 moved to v3 (course.md).
-        "flannel_etcd_api": str(flannel_etcd_api(versions.flannel)) if versions.flannel else None,
+        "flannel_etcd_api": str(flannel_etcd_api(flannel)) if flannel else None,
+    }
+
+
+def _service_values(net: Network) -> dict[str, str]:
+    services = net.service_network
+    return {
         "service_range": net.services,
         "kubernetes_service_ip": str(services[1]),
-        "cluster_dns": cluster_dns,
+        "cluster_dns": net.cluster_dns or str(services[10]),
         "cluster_domain": CLUSTER_DOMAIN,
+    }
+
+
+def _version_values(versions: Versions) -> dict[str, Any]:
+    return {
         "versions": {
             "kubernetes": versions.kubernetes,
             "etcd": versions.etcd,
@@ -214,11 +262,6 @@ def guide_context(scenario: Scenario, lab_state: LabState | None = None) -> dict
         "kubelet_cni_flags": bool(versions.kubernetes) and kubelet_takes_cni_flags(versions.kubernetes or ""),
         # CNI plugins 0.8.x understand spec versions up to 0.4.0; 1.x adds 1.0.0.
         "cni_version": _older_than(versions.cni_plugins, (1, 0), "0.3.1", "1.0.0") or "1.0.0",
-        "cni_bin_dir": CNI_BIN_DIR,
-        "cni_conf_dir": CNI_CONF_DIR,
-        "nodeport": NODEPORT,
-        "web_port": WEB_PORT,
-        "images": scenario.images.model_dump(),
     }
 
 
