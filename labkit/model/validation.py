@@ -206,7 +206,7 @@ def _etcd_endpoint_problems(
     if not isinstance(endpoint, str) or not node_names:
         return
     node_ips = {n["name"]: str(n.get("ip")) for _, n in nodes if isinstance(n.get("name"), str)}
-    etcd_nodes = [n["name"] for _, n in nodes if "etcd" in (n.get("roles") or []) and n.get("name")]
+    etcd_nodes = [n["name"] for _, n in nodes if "etcd" in _strings(n.get("roles")) and n.get("name")]
     try:
         resolve_etcd_endpoint(endpoint, node_ips, etcd_nodes[0] if etcd_nodes else next(iter(node_names)))
     except EndpointError as exc:
@@ -227,7 +227,7 @@ def _stage_problems(
 ) -> Iterator[_Finding]:
     """Per stage its name, requires, templates and guides; then the `on:` targets no node answers to."""
     stage_names = _first_index_by_name(stages)
-    roles_defined = {r for _, n in nodes for r in (n.get("roles") or []) if isinstance(r, str)}
+    roles_defined = {r for _, n in nodes for r in _strings(n.get("roles"))}
     for s, stage in stages:
         yield from _stage_name_problems(s, stage.get("name"), stage_names)
         yield from _requires_problems(s, stage.get("requires"), stage_names, stages)
@@ -251,7 +251,7 @@ def _requires_problems(
 ) -> Iterator[_Finding]:
     listed_so_far = {name for name, first in stage_names.items() if first <= s}
     for r, required in enumerate(requires if isinstance(requires, list) else []):
-        if required not in listed_so_far:
+        if isinstance(required, str) and required not in listed_so_far:
             later = any(st.get("name") == required for _, st in stages)
             yield _Finding(
                 ("stages", s, "requires", r),
@@ -305,6 +305,11 @@ def _guide_problems(s: int, guide: Any, base: Path) -> Iterator[_Finding]:
             )
 
 
+def _strings(value: Any) -> list[str]:
+    """The strings of a YAML list; anything else (a wrong type the model reports) as no strings."""
+    return [v for v in value if isinstance(v, str)] if isinstance(value, list) else []
+
+
 def _unknown_targets(
     stages: list[tuple[int, dict[str, Any]]], node_names: dict[str, int], roles_defined: set[str]
 ) -> dict[str, list[tuple[Loc, str]]]:
@@ -314,7 +319,12 @@ def _unknown_targets(
         for kind, a, action in _actions(stage):
             on = action.get("on", [SELECT_ALL])
             for o, target in enumerate(on if isinstance(on, list) else []):
-                if target != SELECT_ALL and target not in node_names and target not in roles_defined:
+                if (
+                    isinstance(target, str)
+                    and target != SELECT_ALL
+                    and target not in node_names
+                    and target not in roles_defined
+                ):
                     unknown.setdefault(str(target), []).append(
                         (("stages", s, kind, a, "on", o), str(stage.get("name", f"stages[{s}]")))
                     )

@@ -120,6 +120,15 @@ CASES: list[tuple[str, Mutation, str, str]] = [
     ("bad version", _set("versions.flannel", "latest"), "versions.flannel", "not a version"),
     ("no nodes", _set("nodes", []), "nodes", "must not be empty"),
     ("bad backend", _set("network.backend", {"type": "ipsec"}), "network.backend.type", "is not allowed"),
+    # wrong types inside lists the whole-document checks walk: one error line, never an internal error
+    ("roles not a list", _set("nodes.0.roles", 5), "nodes[0].roles", "must be a list"),
+    (
+        "on target a list",
+        _set("stages.0.steps.0.on", [["etcd"]]),
+        "stages[0].steps[0].on[0]",
+        "must be a string",
+    ),
+    ("requires a list", _set("stages.1.requires", [["etcd"]]), "stages[1].requires[0]", "must be a string"),
 ]
 
 
