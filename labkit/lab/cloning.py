@@ -3,7 +3,8 @@
 Each node's domain is cloned from the golden's (shut off) at the set's snapshot and reverted there, running
 (:mod:`labkit.machines.clones`); the new lab has its own two networks, its own SSH key and a management address
 from its own network; the lab network keeps its addresses (every lab's is an isolated bridge). Its first
-snapshot set is the cloned one, verified, so ``labkit reset <stage>-ok --name TRAINEE`` works at once.
+snapshot set is the cloned ``<stage>-ok``, taken again on the clone once its key, address and clock are its own
+(a reset then comes back to this lab, not to the golden's memory), verified as the golden's was.
 """
 
 from __future__ import annotations
@@ -137,6 +138,15 @@ def clone_lab(
                 with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
                     fixed = pool.map(lambda n: clone._fix_clock(n, reporter), nodes)
                     report.clock_offsets = dict(zip(nodes, fixed, strict=True))
+                # the clone's own set replaces the golden's: its memory then holds this lab's key and address
+                record = found.record
+                clone.snapshot(
+                    record.name,
+                    force=True,
+                    stage=record.stage,
+                    verified=record.verified,
+                    checks=record.checks,
+                )
             finally:
                 reporter.finish()
             clone._save()

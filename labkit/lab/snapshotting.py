@@ -10,12 +10,9 @@ from typing import Any
 from labkit.errors import LabError, UsageError
 from labkit.lab.core import BOOT_SSH_TIMEOUT, SSH_AFTER_REVERT_TIMEOUT, LabCore
 from labkit.lab.reports import ResetReport
-from labkit.machines.clones import flap_link
 from labkit.machines.connections import REMOTE_ERRORS
 from labkit.machines.domains import (
-    interface_macs,
     lab_domains,
-    newest_lease,
 )
 from labkit.machines.snapshots import (
     SnapshotRecord,
@@ -30,11 +27,8 @@ from labkit.machines.snapshots import (
     take_set,
 )
 from labkit.machines.snapshots import now as snapshot_now
-from labkit.machines.sshkeys import write_ssh_config
 from labkit.progress import LogReporter, Reporter
 from labkit.state import LabState, verified_after_reset
-
-RELEASE_TIMEOUT = 60.0  # a clone's guest asks DHCP again within seconds of its link coming back
 
 
 class LabSnapshots(LabCore):
@@ -148,8 +142,6 @@ class LabSnapshots(LabCore):
             # in the node's own revert thread: its SSH wait overlaps the other nodes' reverts
             reverted_at[node] = time.monotonic() - started
             reporter.step(node, "reverted; booting" if record.disk_only else "reverted; waiting for SSH", 1)
-            if self.state is not None and self.state.cloned_from and not record.disk_only:
-                self._renew_address(node, domains[node].name())
             timeout = BOOT_SSH_TIMEOUT if record.disk_only else SSH_AFTER_REVERT_TIMEOUT
             offsets[node] = self._fix_clock(node, reporter, timeout)
 
@@ -164,37 +156,6 @@ class LabSnapshots(LabCore):
         finally:
             reporter.finish()
         return max(reverted_at.values(), default=0.0), offsets
-
-    def _renew_address(self, node: str, domain: str, timeout: float = RELEASE_TIMEOUT) -> None:
-        """A clone's memory may be the golden's, with the golden's management address: the link flap makes
-        the guest ask this lab's DHCP, which leases it its address again (same MAC); wait for that lease and
-        follow it should the address have changed."""
-        assert self.state is not None
-        network, mac = self.state.management_network, ""
-        conn = self.host.open()
-        try:
-            dom = conn.lookupByName(domain)
-            mac = interface_macs(dom).get(network, "")
-            before = newest_lease(conn, network, mac)
-            flap_link(dom, network)
-            deadline = time.monotonic() + timeout
-            lease = newest_lease(conn, network, mac)
-            while (
-                lease is None or (before is not None and lease[1] <= before[1])
-            ) and time.monotonic() < deadline:
-                time.sleep(0.5)
-                lease = newest_lease(conn, network, mac)
-        finally:
-            conn.close()
-        if lease is None or (before is not None and lease[1] <= before[1]):
-            raise LabError(
-                f"{node} did not renew its address on {network} within {timeout:.0f} s after the revert",
-                f"`labkit reset` again; `virsh net-dhcp-leases {network}` shows the leases",
-            )
-        node_state = self.state.nodes[node]
-        if node_state.management_ip != lease[0]:
-            node_state.management_ip = lease[0]
-            write_ssh_config(self.paths, {n: s.management_ip or "" for n, s in self.state.nodes.items()})
 
     def _forget_after_revert(self, state: LabState, record: SnapshotRecord) -> None:
         # the stages after the snapshot's are no longer solved (their additions are gone with the revert)

@@ -134,20 +134,6 @@ def interface_macs(dom: Any) -> dict[str, str]:
     return out
 
 
-def newest_lease(conn: Any, network: str, mac: str) -> tuple[str, int] | None:
-    """(address, expiry time) of the newest IPv4 lease of ``mac`` on ``network``: a renewed lease expires later."""
-    libvirt = _libvirt()
-    try:
-        leases = conn.networkLookupByName(network).DHCPLeases(mac)
-    except libvirt.libvirtError:
-        return None
-    v4 = [lease for lease in leases if lease.get("type") == libvirt.VIR_IP_ADDR_TYPE_IPV4]
-    if not v4:
-        return None
-    newest = max(v4, key=lambda lease: lease.get("expirytime", 0))
-    return str(newest["ipaddr"]), int(newest.get("expirytime", 0))
-
-
 def dhcp_address(conn: Any, network: str, mac: str) -> str | None:
     """The IPv4 address libvirt's dnsmasq leased to ``mac`` on ``network`` (0.02 s, versus 2-3 s for
     ``vagrant ssh-config``)."""
