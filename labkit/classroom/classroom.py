@@ -136,9 +136,12 @@ class Classroom:
         trainees: list[str],
         until: str,
         reporter: Reporter | None = None,
+        ksm: bool = True,
     ) -> ClassUpReport:
         """The golden lab solved and verified to ``until`` (reused when it is), then a clone for each trainee
-        who has none. Everything is validated, and the host's room for the new labs checked, before any VM."""
+        who has none. Everything is validated, and the host's room for the new labs checked, before any VM.
+        ``ksm``: turn the kernel's same-page merging on for the clones where it is off (labkit turns it off
+        again with its last class)."""
         reporter = reporter or LogReporter()
         started = time.monotonic()
         loaded = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
@@ -159,7 +162,7 @@ class Classroom:
             if wanted:
                 self._room_for(golden, len(wanted))
                 self._stop_golden(golden)
-                report.ksm_turned_on = capacity.turn_ksm_on()
+                report.ksm_turned_on = capacity.turn_ksm_on() if ksm else False
                 record.ksm_turned_on = record.ksm_turned_on or report.ksm_turned_on
             record.trainees = list(dict.fromkeys([*record.trainees, *trainees]))
             write_record(record)

@@ -38,6 +38,10 @@ def up_cmd(
     roster: Annotated[
         Path | None, typer.Option("--roster", help="File with one trainee name per line")
     ] = None,
+    ksm: Annotated[
+        bool,
+        typer.Option("--ksm/--no-ksm", help="Turn KSM on for the clones (shared identical memory pages)"),
+    ] = True,
     as_json: JsonOpt = False,
 ) -> None:
     """Solve the golden lab to STAGE once (or reuse it), then clone a lab per trainee, running, in seconds each.
@@ -48,7 +52,7 @@ def up_cmd(
         )
     names = read_roster(roster) if roster is not None else numbered(trainees or 0)
     _enter_host_namespace()
-    report = Classroom(name).up(scenario, names, until, RichReporter(err))
+    report = Classroom(name).up(scenario, names, until, RichReporter(err), ksm=ksm)
     if as_json:
         _print_json({**report.__dict__, "cloned": {k: v.__dict__ for k, v in report.cloned.items()}})
         return
