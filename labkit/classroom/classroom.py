@@ -235,6 +235,10 @@ class Classroom:
         )
         room.refuse_beyond(count, self.name)
 
+    def stop_golden(self) -> None:
+        """Shut the golden lab's VMs off: a class needs its disks, not its RAM, once it is verified."""
+        self._stop_golden(Lab.load(golden_lab(self.name), self.host))
+
     def _stop_golden(self, golden: Lab) -> None:
         """Shut the golden's VMs off (QEMU stopped cleanly: its disks are closed before they are copied)."""
         import libvirt
