@@ -80,22 +80,26 @@ class LabState:
 
 
 def write_state(path: Path, state: LabState) -> None:
+    write_json(path, state.to_json())
+
+
+def write_json(path: Path, data: dict[str, Any]) -> None:
     """Write next to the target and rename, so a crash or Ctrl-C never leaves half a file. An OSError (disk
     full, read-only file system) names ``path``: a failed write of an open file carries no file name."""
     try:
-        _write_state(path, state)
+        _write_json(path, data)
     except OSError as exc:
         if exc.errno is None or exc.filename == str(path):
             raise
-        raise OSError(exc.errno, exc.strerror, str(path)) from exc  # the same subclass, with the state's path
+        raise OSError(exc.errno, exc.strerror, str(path)) from exc  # the same subclass, with the file's path
 
 
-def _write_state(path: Path, state: LabState) -> None:
+def _write_json(path: Path, data: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".state-", suffix=".json")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".json")
     try:
         with os.fdopen(fd, "w") as handle:
-            json.dump(state.to_json(), handle, indent=2, sort_keys=True)
+            json.dump(data, handle, indent=2, sort_keys=True)
             handle.write("\n")
             handle.flush()
             os.fsync(handle.fileno())

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from labkit import paths
+from labkit.state import write_json
 
 VERIFIED = "verified"
 FAILING = "failing"
@@ -79,19 +78,7 @@ def read_record(name: str) -> ClassRecord | None:
 
 
 def write_record(record: ClassRecord) -> None:
-    path = record_path(record.name)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".class-", suffix=".json")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            json.dump(record.to_json(), handle, indent=2, sort_keys=True)
-            handle.write("\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_json(record_path(record.name), record.to_json())
 
 
 def known_classes() -> list[str]:

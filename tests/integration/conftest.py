@@ -28,6 +28,8 @@ from labkit.hostsetup.hoststate import HostState, host_state
 from labkit.hostsetup.processes import find_libvirtd
 from labkit.machines.libvirt_host import libvirt_connect
 
+from .artifact_server import ServedArtifacts, missing_binaries, serve_artifacts
+
 _OWNED = pytest.StashKey[bool]()
 _OUTER_NETNS_FD = pytest.StashKey[int]()
 
@@ -128,3 +130,17 @@ def three_node_lab(three_node_up: tuple[Any, dict[str, Any], str]) -> Any:
     from labkit.lab import Lab
 
     return Lab.load(three_node_up[0].name)
+
+
+@pytest.fixture(scope="module")
+def served_cni(
+    libvirt_host: HostState | None, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ServedArtifacts]:
+    """cni-plugins 1.1.1 built from Debian's binaries, served, in the host cache for the module's duration
+    (the pod-routes scenario's artifact)."""
+    why = missing_binaries("cni-plugins")
+    if why is not None:
+        pytest.skip(f"artifact cni-plugins: {why}")
+    with serve_artifacts([("cni-plugins", "1.1.1")], tmp_path_factory.mktemp("artifacts")) as served:
+        served.fetch()
+        yield served

@@ -19,11 +19,10 @@ import pytest
 from labkit.classroom import Classroom
 from labkit.classroom.classroom import labs_of_class
 from labkit.hostsetup.hostmode import local_host
-from labkit.hostsetup.hoststate import HostState
 from labkit.lab import Lab
 from labkit.paths import LabPaths
 
-from .artifact_server import ServedArtifacts, missing_binaries, serve_artifacts
+from .artifact_server import ServedArtifacts
 from .lab_helpers import labkit_cli
 
 pytestmark = pytest.mark.vm
@@ -58,18 +57,6 @@ def _nothing_left() -> dict[str, Any]:
         "volumes": volumes,
         "labelled": labs_of_class(local_host(), CLASS),
     }
-
-
-@pytest.fixture(scope="module")
-def served_cni(
-    libvirt_host: HostState | None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServedArtifacts]:
-    why = missing_binaries("cni-plugins")
-    if why is not None:
-        pytest.skip(f"artifact cni-plugins: {why}")
-    with serve_artifacts([("cni-plugins", "1.1.1")], tmp_path_factory.mktemp("artifacts")) as served:
-        served.fetch()
-        yield served
 
 
 @pytest.fixture(scope="module")

@@ -16,18 +16,16 @@ from typing import Any
 
 import pytest
 
-from labkit.hostsetup.hoststate import HostState
 from labkit.lab import Lab, destroy_by_name
 from labkit.paths import LabPaths
 
-from .artifact_server import ServedArtifacts, missing_binaries, serve_artifacts
+from .artifact_server import ServedArtifacts
 from .lab_helpers import labkit_cli
 
 pytestmark = pytest.mark.vm
 
 LAB = "ci-pods"
 SCENARIO = "pod-routes"
-CNI_VERSION = "1.1.1"
 IPS = {"node1": "192.168.57.11", "node2": "192.168.57.12"}
 POD_SUBNETS = {"node1": "10.244.1.0/24", "node2": "10.244.2.0/24"}
 POD_IPS = {"node1": "10.244.1.10", "node2": "10.244.2.10"}
@@ -49,19 +47,6 @@ def _dump_logs(lab: str) -> None:
     for log in sorted(LabPaths.for_lab(lab).logs.glob("*.log")):
         print(f"---- {log} (last 80 lines) ----", file=sys.stderr)
         print("\n".join(log.read_text(errors="replace").splitlines()[-80:]), file=sys.stderr)
-
-
-@pytest.fixture(scope="module")
-def served_cni(
-    libvirt_host: HostState | None, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[ServedArtifacts]:
-    """cni-plugins 1.1.1 built from Debian's binaries, served, in the host cache for the module's duration."""
-    why = missing_binaries("cni-plugins")
-    if why is not None:
-        pytest.skip(f"artifact cni-plugins: {why}")
-    with serve_artifacts([("cni-plugins", CNI_VERSION)], tmp_path_factory.mktemp("artifacts")) as served:
-        served.fetch()
-        yield served
 
 
 @pytest.fixture(scope="module")
