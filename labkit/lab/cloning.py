@@ -115,8 +115,10 @@ def clone_lab(
     if clone.paths.state.exists():
         raise UsageError(f"lab {name} already exists", f"`labkit destroy {name}` first")
     report = CloneReport(lab=name, snapshot=snapshot)
-    try:
-        with clone._locked("clone"):
+    with clone._locked("clone"):  # taken before anything is made: a busy lab is refused, never removed
+        if clone.state is not None:
+            raise UsageError(f"lab {name} already exists", f"`labkit destroy {name}` first")
+        try:
             taken = {c for net, c in network_cidrs(conn).items() if net != management_network_name(name)}
             state = _clone_state(
                 golden, name, class_name, found, default_management_network(name, taken).cidr
@@ -150,9 +152,9 @@ def clone_lab(
             finally:
                 reporter.finish()
             clone._save()
-    except BaseException:
-        _remove(clone)
-        raise
+        except BaseException:
+            _remove(clone)
+            raise
     report.seconds = time.monotonic() - started
     return clone, report
 
