@@ -79,10 +79,10 @@ def status_cmd(name: ClassArg, as_json: JsonOpt = False) -> None:
     table.add_column("trainee")
     for stage in status.stages:
         table.add_column(stage)
-    table.add_column("last check")
+    table.add_column("last check (UTC)")
     for row in status.trainees:
         cells = [_cell_text(row.cells[s].status, row.cells[s].detail) for s in status.stages]
-        last = max((c.checked_at for c in row.cells.values()), default="") or "-"
+        last = max((c.checked_at for c in row.cells.values()), default="")[11:19] or "-"  # UTC time of day
         table.add_row(row.trainee if row.exists else f"{row.trainee} (no lab)", *cells, last)
     out.print(table)
     out.print(_resources(status.host))
