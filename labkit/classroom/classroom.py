@@ -42,7 +42,7 @@ from labkit.hostsetup.hostmode import local_host
 from labkit.kinds.checks import CheckResult
 from labkit.kinds.compile import load_scenario
 from labkit.lab import Lab, ResetReport, destroy_by_name
-from labkit.lab.cloning import CloneReport, clone_lab
+from labkit.lab.cloning import CloneReport, clone_lab, find_verified_set
 from labkit.lab.names import check_lab_name
 from labkit.lock import lab_lock
 from labkit.machines.clones import disk_bytes, free_bytes, golden_disk
@@ -194,7 +194,7 @@ class Classroom:
     def _ensure_golden(self, golden: Lab, stage: str, reporter: Reporter) -> bool:
         """Solve the golden lab to ``stage`` unless its ``<stage>-ok`` is already there and verified."""
         snapshot = golden.scenario.stage(stage).snapshot_name
-        if golden.state is not None and self._verified_set(golden, snapshot):
+        if golden.state is not None and find_verified_set(golden, snapshot) is not None:
             reporter.note(f"golden lab {golden.name}: {snapshot} verified, reused")
             return True
         stages = golden.stages_until(stage)
@@ -202,8 +202,9 @@ class Classroom:
         golden.up(reporter)
         for name in stages:
             assert golden.state is not None
-            if name in golden.state.verified_stages and self._verified_set(
-                golden, golden.scenario.stage(name).snapshot_name
+            if (
+                name in golden.state.verified_stages
+                and find_verified_set(golden, golden.scenario.stage(name).snapshot_name) is not None
             ):
                 continue
             report = golden.solve(name, reporter=reporter)
@@ -216,11 +217,6 @@ class Classroom:
                     f"`labkit check {name} --name {golden.name}` shows what fails",
                 )
         return False
-
-    def _verified_set(self, golden: Lab, snapshot: str) -> bool:
-        nodes = [n.name for n in golden.scenario.nodes]
-        found = {s.record.name: s for s in golden.snapshots()}.get(snapshot)
-        return found is not None and found.record.verified and found.complete(nodes)
 
     def _room_for(self, golden: Lab, count: int) -> None:
         assert golden.state is not None

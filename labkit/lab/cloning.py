@@ -25,6 +25,7 @@ from labkit.machines.domains import (
     destroy_lab,
     domain_labels,
     ensure_networks,
+    lab_domains,
     management_network_name,
     network_cidrs,
 )
@@ -46,11 +47,19 @@ class CloneReport:
     clock_offsets: dict[str, float] = field(default_factory=dict)
 
 
+def find_verified_set(golden: Lab, snapshot: str) -> SnapshotSet | None:
+    """The golden's set ``snapshot`` when it is complete and verified (what a clone starts from), else None."""
+    nodes = [n.name for n in golden.scenario.nodes]
+    found = find_set(lab_domains(golden.host.connect(), golden.name, nodes), snapshot)
+    if found is None or not found.complete(nodes) or not found.record.verified:
+        return None
+    return found
+
+
 def verified_set(golden: Lab, snapshot: str) -> SnapshotSet:
     """The golden's set ``snapshot``, complete and verified, or a UsageError saying what to do."""
-    found = find_set(golden._domains(golden.host.connect()), snapshot)
-    nodes = [n.name for n in golden.scenario.nodes]
-    if found is None or not found.complete(nodes) or not found.record.verified:
+    found = find_verified_set(golden, snapshot)
+    if found is None:
         raise UsageError(
             f"lab {golden.name} has no complete verified snapshot {snapshot}",
             f"`labkit solve {snapshot.removesuffix('-ok')} --name {golden.name}` takes it",

@@ -214,20 +214,6 @@ def flap_link(dom: Any, network: str, down_seconds: float = LINK_DOWN_SECONDS) -
     dom.updateDeviceFlags(_with_link(iface, "up"), libvirt.VIR_DOMAIN_AFFECT_LIVE)
 
 
-def remove_disk(conn: Any, path: Path) -> bool:
-    """Delete a clone's disk through libvirt when it knows the volume, else from the file system."""
-    libvirt = _libvirt()
-    try:
-        conn.storageVolLookupByPath(str(path)).delete(0)
-        return True
-    except libvirt.libvirtError:
-        pass
-    if path.exists():
-        path.unlink()
-        return True
-    return False
-
-
 def disk_bytes(path: Path) -> int:
     """Bytes a (sparse) file really takes on disk."""
     return path.stat().st_blocks * 512
