@@ -92,6 +92,11 @@ def labs_dir() -> Path:
     return labkit_home() / "labs"
 
 
+def second_hosts_dir() -> Path:
+    """One directory per second libvirt host run on this machine (``labkit host up --name NAME``)."""
+    return labkit_home() / "hosts"
+
+
 def host_run_dir() -> Path:
     """Host-mode state (the network namespace and the daemons labkit started); lives as long as the boot."""
     return Path(os.environ.get("LABKIT_RUN_DIR", "/run/labkit"))

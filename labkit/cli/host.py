@@ -1,4 +1,5 @@
-"""``labkit host up|down|status``: host mode, for machines without systemd (CI, containers).
+"""``labkit host up|down|status``: host mode, for machines without systemd (CI, containers); with ``--name``,
+a second libvirt host on this machine (:mod:`labkit.cli.second_host`).
 
 Wired by labkit.cli.commands with ``app.add_typer(host.app, name="host")``; labkit's errors propagate to the
 main app, which prints them in one line.
@@ -12,12 +13,15 @@ from typing import Annotated, Any
 
 import typer
 
+from labkit.cli import second_host
+from labkit.errors import UsageError
 from labkit.hostsetup import hostmode as host
 from labkit.hostsetup import hoststate, processes
 
 app = typer.Typer(
     help="Host mode for machines without systemd: run libvirtd inside a private network namespace, so "
-    "every bridge, dnsmasq and firewall rule of the labs stays off the host's network.",
+    "every bridge, dnsmasq and firewall rule of the labs stays off the host's network. With --name, a second "
+    "libvirt host on this machine (its own namespaces, libvirtd and sshd), to try several hosts.",
     no_args_is_help=True,
 )
 
@@ -29,13 +33,41 @@ def _describe(state: hoststate.HostState) -> str:
     return f"netns {state.netns} ({made}); {daemons or 'no daemons'}{qemu}"
 
 
+NameOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--name",
+        help="A second libvirt host on this machine, by name (e.g. h2), instead of host mode's libvirtd",
+    ),
+]
+
+
 @app.command("up")
 def up_cmd(
     netns: Annotated[
         str, typer.Option("--netns", help="Name of the network namespace to create and run libvirtd in")
     ] = host.DEFAULT_NETNS,
+    name: NameOpt = None,
+    peer_netns: Annotated[
+        str | None,
+        typer.Option(
+            "--peer-netns",
+            help="With --name: the network namespace to reach the host from (default: host mode's)",
+        ),
+    ] = None,
 ) -> None:
-    """Create the network namespace, start virtlogd and libvirtd in it, and make the `default` storage pool."""
+    """Create the network namespace, start virtlogd and libvirtd in it, and make the `default` storage pool.
+
+    With --name NAME: a second host (netns labkit-NAME, its own libvirtd and sshd), and the URI to add."""
+    if name is not None:
+        if netns != host.DEFAULT_NETNS:
+            raise UsageError(
+                "--netns is host mode's; a second host's namespace is labkit-NAME", hint="drop --netns"
+            )
+        second_host.up(name, peer_netns)
+        return
+    if peer_netns is not None:
+        raise UsageError("--peer-netns goes with --name (a second host)", hint="add --name NAME, or drop it")
     started = time.monotonic()
     state = host.host_up(netns)
     if state.already_up:
@@ -54,8 +86,12 @@ def down_cmd(
     force: Annotated[
         bool, typer.Option("--force", help="Destroy VMs still running instead of refusing")
     ] = False,
+    name: NameOpt = None,
 ) -> None:
     """Stop the daemons `host up` started, delete its network namespace and forget the state."""
+    if name is not None:
+        second_host.down(name, force)
+        return
     state = hoststate.host_state()
     if state is None:
         typer.echo("host mode is not up: nothing to do")
@@ -69,8 +105,12 @@ def down_cmd(
 @app.command("status")
 def status_cmd(
     as_json: Annotated[bool, typer.Option("--json", help="Print machine-readable JSON")] = False,
+    name: NameOpt = None,
 ) -> None:
     """Say whether host mode is up, in which namespace, and whether its daemons still run."""
+    if name is not None:
+        second_host.status(name, as_json)
+        return
     state = hoststate.host_state()
     other = processes.find_libvirtd()
     data: dict[str, Any] = {

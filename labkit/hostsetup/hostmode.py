@@ -156,9 +156,9 @@ def qemu_needs_root(dev_kvm: Path = DEV_KVM, conf: Path = QEMU_CONF) -> bool:
     return user != "root" and _user_can_rw(dev_kvm, user) is False
 
 
-def _write_qemu_conf_overlay() -> Path:
-    """A copy of qemu.conf with QEMU run as root, bind-mounted over the real one for our libvirtd only."""
-    lines = [ln for ln in QEMU_CONF.read_text().splitlines() if not re.match(r"\s*(user|group)\s*=", ln)]
+def qemu_conf_as_root(text: str) -> str:
+    """qemu.conf's text with QEMU run as root (see :func:`qemu_needs_root`)."""
+    lines = [ln for ln in text.splitlines() if not re.match(r"\s*(user|group)\s*=", ln)]
     lines += [
         "",
         "# labkit host mode: /dev/kvm is not usable by the QEMU user here (no udev), so run QEMU as root.",
@@ -167,10 +167,15 @@ def _write_qemu_conf_overlay() -> Path:
         'group = "root"',
         "",
     ]
+    return "\n".join(lines)
+
+
+def _write_qemu_conf_overlay() -> Path:
+    """A copy of qemu.conf with QEMU run as root, bind-mounted over the real one for our libvirtd only."""
     path = host_run_dir() / "qemu.conf"
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
-        f.write("\n".join(lines))
+        f.write(qemu_conf_as_root(QEMU_CONF.read_text()))
     return path
 
 
@@ -348,16 +353,16 @@ def _restart(state: HostState) -> HostState:
     return replace(state, restarted=running)
 
 
-def _cleanup_libvirt(force: bool) -> None:
+def clean_up_libvirt(force: bool, uri: str = DEFAULT_URI, down: str = "labkit host down") -> None:
     """Destroy running domains (only with ``force``) and active networks before libvirtd stops.
 
     Otherwise libvirt keeps their state in /run/libvirt and, at the next start in a *new* namespace, believes
-    the bridges and dnsmasq of the deleted one are still there.
+    the bridges and dnsmasq of the deleted one are still there. ``down`` is the command that stops this host.
     """
     import libvirt
 
     try:
-        conn = libvirt_connect()
+        conn = libvirt_connect(uri)
     except HostError as exc:
         log.warning("cannot clean up libvirt before stopping it: %s", exc)
         return
@@ -367,7 +372,7 @@ def _cleanup_libvirt(force: bool) -> None:
             names = ", ".join(sorted(d.name() for d in domains))
             raise HostError(
                 f"{len(domains)} VM(s) still running under host mode: {names}",
-                hint="destroy the labs first (`labkit destroy`), or `sudo labkit host down --force`",
+                hint=f"destroy the labs first (`labkit destroy`), or `sudo {down} --force`",
             )
         for dom in domains:
             log.info("destroying domain %s", dom.name())
@@ -388,7 +393,7 @@ _LEFTOVERS = ("dnsmasq", "qemu-system-", "libvirt_leaseshelper")
 def _teardown(state: HostState, force: bool) -> None:
     libvirtd = state.daemon("libvirtd")
     if libvirtd is not None and libvirtd.running:
-        _cleanup_libvirt(force)
+        clean_up_libvirt(force)
     ns = ns_id(state.netns_path) if state.netns_path.exists() else None
     for name in ("libvirtd", "virtlogd"):  # libvirtd first: it talks to virtlogd
         d = state.daemon(name)

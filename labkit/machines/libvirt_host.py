@@ -165,17 +165,21 @@ def libvirt_connect(uri: str = LOCAL_URI) -> Any:
         raise HostError(f"cannot reach libvirtd at {uri}: {msg}", hint=hint) from exc
 
 
-def ensure_storage_pool(conn: Any, name: str = DEFAULT_POOL, path: Path = DEFAULT_POOL_PATH) -> Any:
+def ensure_storage_pool(
+    conn: Any, name: str = DEFAULT_POOL, path: Path = DEFAULT_POOL_PATH, make_dir: bool = True
+) -> Any:
     """Make sure the dir pool ``name`` exists, is active and autostarts (vagrant-libvirt's volumes go there).
 
-    Returns the virStoragePool. Leaves an existing pool's definition as it is.
+    Returns the virStoragePool. Leaves an existing pool's definition as it is. ``make_dir`` False: ``path``
+    is a path of the libvirtd's own file system view (another mount namespace), made by the caller.
     """
     import libvirt
 
     try:
         pool = conn.storagePoolLookupByName(name)
     except libvirt.libvirtError:
-        path.mkdir(parents=True, exist_ok=True)
+        if make_dir:
+            path.mkdir(parents=True, exist_ok=True)
         try:
             pool = conn.storagePoolDefineXML(POOL_XML.format(name=name, path=path), 0)
         except libvirt.libvirtError as exc:
