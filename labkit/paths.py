@@ -92,6 +92,11 @@ def labs_dir() -> Path:
     return labkit_home() / "labs"
 
 
+def host_pool_file() -> Path:
+    """The pool of libvirt hosts labs may go to (``labkit hosts add``); ``local`` is never written there."""
+    return labkit_home() / "hosts.json"
+
+
 def second_hosts_dir() -> Path:
     """One directory per second libvirt host run on this machine (``labkit host up --name NAME``)."""
     return labkit_home() / "hosts"

@@ -50,6 +50,9 @@ class LabState:
     """The class this lab belongs to (its golden lab or a trainee's clone)."""
     cloned_from: str | None = None
     """For a trainee's lab: the golden lab and snapshot it was cloned from (``golden/snapshot``)."""
+    host: str = "local"
+    """The libvirt host of the pool the lab lives on (``labkit hosts list``); states written before the pool
+    existed load as ``local``."""
     version: int = STATE_VERSION
 
     def done_stages(self) -> list[str]:

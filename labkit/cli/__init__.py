@@ -3,7 +3,7 @@
 One module per command group, all registered on the one app of :mod:`labkit.cli.application` (which also
 turns every error into one line and its exit code): :mod:`~labkit.cli.scenarios`, :mod:`~labkit.cli.lab`,
 :mod:`~labkit.cli.stages`, :mod:`~labkit.cli.snapshots`, and the sub-apps :mod:`~labkit.cli.artifacts`,
-:mod:`~labkit.cli.box` and :mod:`~labkit.cli.host`. :mod:`~labkit.cli.commands` sets their order.
+:mod:`~labkit.cli.box`, :mod:`~labkit.cli.host` and :mod:`~labkit.cli.hosts`. :mod:`~labkit.cli.commands` sets their order.
 """
 
 from __future__ import annotations

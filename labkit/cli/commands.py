@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import typer
 
-from labkit.cli import artifacts, box, classes, host, lab, scenarios, snapshots, stages
+from labkit.cli import artifacts, box, classes, host, hosts, lab, scenarios, snapshots, stages
 
 
 def register_commands(app: typer.Typer) -> None:
@@ -25,6 +25,7 @@ def register_commands(app: typer.Typer) -> None:
     app.command("destroy")(lab.destroy_cmd)
     app.command("doctor")(lab.doctor_cmd)
     app.add_typer(classes.app, name="class")
+    app.add_typer(hosts.app, name="hosts")
     app.add_typer(artifacts.app, name="artifacts")
     app.add_typer(box.app, name="box")
     app.add_typer(host.app, name="host")

@@ -1,8 +1,8 @@
 """A libvirt host as a value: where labs live. Every libvirt call of a lab goes through the host it was given.
 
-Today there is one host, this machine (``local``), reached at ``qemu:///system``; in host mode its libvirtd runs
-in a network namespace that labkit enters before it talks to the VMs. A remote host is the same value with a
-``qemu+ssh://`` URI.
+This machine is ``local``, reached at ``qemu:///system``; in host mode its libvirtd runs in a network namespace
+that labkit enters before it talks to the VMs. A remote host is the same value with a ``qemu+ssh://`` URI: it
+is connected to within ``connect_timeout`` seconds or reported unreachable (:mod:`labkit.machines.reach`).
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import HostError
+from labkit.machines.reach import is_remote, open_within
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,14 @@ class LibvirtHost:
     pool: str = DEFAULT_POOL
     pool_path: Path = DEFAULT_POOL_PATH
     netns: Netns | None = None
+    connect_timeout: float = 20.0
+    """Seconds a remote host has to answer a new connection."""
     _conn: Any = field(default=None, init=False, repr=False, compare=False)
+
+    @property
+    def remote(self) -> bool:
+        """True for a host reached over the network (``qemu+ssh://HOST/system``)."""
+        return is_remote(self.uri)
 
     @property
     def host_mode(self) -> bool:
@@ -73,8 +81,11 @@ class LibvirtHost:
         return self.netns.name
 
     def open(self) -> Any:
-        """A new libvirt connection to this host (after entering its namespace)."""
+        """A new libvirt connection to this host (after entering its namespace); a remote host that does not
+        answer within ``connect_timeout`` raises HostError "host NAME is unreachable: why"."""
         self.enter()
+        if self.remote:
+            return open_within(self.uri, self.connect_timeout, self.name)
         return libvirt_connect(self.uri)
 
     def connect(self) -> Any:

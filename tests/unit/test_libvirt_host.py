@@ -44,12 +44,12 @@ def test_a_gone_namespace_is_refused_with_the_fix(tmp_path: Path) -> None:
 def test_connect_keeps_one_connection_and_replaces_a_dead_one(monkeypatch: pytest.MonkeyPatch) -> None:
     opened: list[FakeConnection] = []
 
-    def fake_connect(uri: str) -> Any:
-        assert uri == "qemu+ssh://root@h2/system"
+    def fake_connect(uri: str, timeout: float, name: str) -> Any:
+        assert (uri, timeout, name) == ("qemu+ssh://root@h2/system", 20.0, "h2")  # a remote host: a deadline
         opened.append(FakeConnection())
         return opened[-1]
 
-    monkeypatch.setattr(libvirt_host, "libvirt_connect", fake_connect)
+    monkeypatch.setattr(libvirt_host, "open_within", fake_connect)
     host = LibvirtHost(name="h2", uri="qemu+ssh://root@h2/system")
     first = host.connect()
     assert host.connect() is first and len(opened) == 1
