@@ -24,7 +24,6 @@ from labkit.classroom import capacity
 from labkit.classroom.progress import TraineeReporter
 from labkit.classroom.record import (
     FAILING,
-    NOT_TRIED,
     UNREACHABLE,
     VERIFIED,
     Cell,
@@ -297,12 +296,7 @@ class Classroom:
             with contextlib.suppress(UsageError, LabError):
                 loaded = self._lab(trainee)
                 verified = list(loaded.state.verified_stages) if loaded.state else []
-        cells = {}
-        for stage in stages:
-            cell = record.cell(trainee, stage)
-            if cell is None:
-                cell = Cell(VERIFIED if stage in verified else NOT_TRIED)
-            cells[stage] = cell
+        cells = record.cells(trainee, stages, verified)
         return TraineeRow(trainee=trainee, lab=lab, exists=state.exists(), cells=cells)
 
     def check(self, stage: str | None = None, reporter: Reporter | None = None) -> dict[str, Cell]:
