@@ -1,5 +1,5 @@
-"""`labkit class up|status|check|reset|destroy`: thin; the work is in :mod:`labkit.classroom`. Errors propagate to
-the main CLI, which prints them as one line with an exit code."""
+"""`labkit class up|status|check|reset|serve|destroy`: thin; the work is in :mod:`labkit.classroom`, the web
+page's in :mod:`labkit.web`. Errors propagate to the main CLI, which prints them as one line with an exit code."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from rich.table import Table
 from labkit.classroom import Classroom
 from labkit.classroom.record import FAILING, NOT_TRIED, UNREACHABLE, VERIFIED
 from labkit.classroom.roster import numbered, read_roster
+from labkit.classroom.tokens import issue_trainer_token
 from labkit.cli.application import JsonOpt, _enter_host_namespace, _print_json, err, out
 from labkit.cli.progress import RichReporter
 from labkit.errors import UsageError
@@ -128,6 +129,38 @@ def reset_cmd(
     _enter_host_namespace()
     report = Classroom(name).reset(trainee, snapshot, RichReporter(err))
     out.print(f"{trainee}: back at {report.name} in {report.seconds:.1f} s")
+
+
+@app.command("serve")
+def serve_cmd(
+    name: ClassArg,
+    listen: Annotated[
+        str,
+        typer.Option(
+            "--listen",
+            help="HOST:PORT to serve on; 0.0.0.0:8080 lets the room's machines in (default: this host only)",
+        ),
+    ] = "127.0.0.1:8080",
+) -> None:
+    """The class web page: the trainer's live grid, and a page per trainee (behind their own token) with the
+    current stage's guide and buttons to check, reset or retry their own lab. Runs until Ctrl-C."""
+    from labkit.web import create_app  # starlette and uvicorn load for this command only
+    from labkit.web.serving import listening_socket, parse_listen, serve, url_host
+
+    Classroom(name).record()  # no such class: one line, before anything is bound or issued
+    host, port = parse_listen(listen)
+    sock = listening_socket(host, port)  # on this host's network, before entering host mode's namespace
+    port = sock.getsockname()[1]
+    token = issue_trainer_token(name)
+    _enter_host_namespace()
+    out.print(f"class {name}: serving on http://{url_host(host)}:{port}/ (Ctrl-C stops it)", markup=False)
+    out.print(
+        f"trainer (a new token: the previous one stops working): http://{url_host(host)}:{port}/?token={token}",
+        markup=False,
+    )
+    out.print(f"trainees: each one's own link comes from `labkit class access {name}`", markup=False)
+    serve(create_app(name), sock)
+    out.print(f"class {name}: the web page stopped")
 
 
 @app.command("destroy")
