@@ -47,6 +47,7 @@ from labkit.lab.names import check_lab_name
 from labkit.lock import lab_lock
 from labkit.machines.clones import disk_bytes, free_bytes, golden_disk
 from labkit.machines.domains import Removal, domain_labels
+from labkit.machines.isolation import is_isolated, isolate
 from labkit.machines.libvirt_host import LibvirtHost
 from labkit.model.scenario import Scenario
 from labkit.paths import LabPaths
@@ -65,6 +66,7 @@ class ClassUpReport:
     cloned: dict[str, CloneReport] = field(default_factory=dict)
     already: list[str] = field(default_factory=list)
     ksm_turned_on: bool = False
+    isolated: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -74,6 +76,8 @@ class TraineeRow:
     lab: str
     exists: bool
     cells: dict[str, Cell]
+    isolated: bool = False
+    """Its VMs are kept from other labs and from the host's services (nftables rules in force)."""
 
 
 @dataclass
@@ -167,6 +171,7 @@ class Classroom:
             record.trainees = list(dict.fromkeys([*record.trainees, *trainees]))
             write_record(record)
             self._clone_all(golden, stage.snapshot_name, wanted, report, reporter)
+            report.isolated = self.isolate(trainees)
         report.seconds = time.monotonic() - started
         return report
 
@@ -270,6 +275,16 @@ class Classroom:
         finally:
             reporter.finish()
 
+    def isolate(self, trainees: list[str] | None = None) -> list[str]:
+        """Each trainee lab's table of nftables rules written (again): its VMs reach neither another lab nor
+        the host's services. Idempotent; the rules live in the kernel, so a restarted host needs this again."""
+        done = []
+        for trainee in trainees if trainees is not None else self.record().trainees:
+            if self._has_lab(trainee):
+                isolate(self.host, trainee_lab(self.name, trainee))
+                done.append(trainee)
+        return done
+
     # ---- the grid ------------------------------------------------------------------------------------
 
     def status(self) -> ClassStatus:
@@ -303,7 +318,8 @@ class Classroom:
             if cell is None:
                 cell = Cell(VERIFIED if stage in verified else NOT_TRIED)
             cells[stage] = cell
-        return TraineeRow(trainee=trainee, lab=lab, exists=state.exists(), cells=cells)
+        isolated = state.exists() and is_isolated(self.host, lab)
+        return TraineeRow(trainee=trainee, lab=lab, exists=state.exists(), cells=cells, isolated=isolated)
 
     def check(self, stage: str | None = None, reporter: Reporter | None = None) -> dict[str, Cell]:
         """Run ``stage``'s checks (default: the class's stage) on every trainee lab, a few at a time; read-only
