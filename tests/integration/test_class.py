@@ -8,7 +8,10 @@ reset of one trainee leaves the other's lab as it was; `class destroy` leaves no
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import shlex
+import socket
 import sys
 import time
 from collections.abc import Iterator
@@ -20,6 +23,7 @@ from labkit.classroom import Classroom
 from labkit.classroom.classroom import labs_of_class
 from labkit.hostsetup.hostmode import local_host
 from labkit.lab import Lab
+from labkit.machines.isolation import lift_isolation
 from labkit.paths import LabPaths
 
 from .artifact_server import ServedArtifacts
@@ -136,6 +140,79 @@ def test_the_trainers_reset_of_one_trainee_leaves_the_other_lab_untouched(klass:
     grid = json.loads(labkit_cli("class", "status", CLASS, "--json").stdout)
     cells = {row["trainee"]: row["cells"]["routes"]["status"] for row in grid["trainees"]}
     assert cells == {"trainee1": "verified", "trainee2": "verified"}
+
+
+def _tcp_opens(lab: Lab, node: str, address: str, port: int) -> bool:
+    """Whether ``node`` of ``lab`` can open a TCP connection to ``address:port`` (3 s)."""
+    probe = lab.run(node, f"timeout 3 bash -c 'exec 3<>/dev/tcp/{address}/{port}' && echo OPEN")
+    return "OPEN" in probe.stdout
+
+
+def _dns_answers(lab: Lab, node: str, server: str) -> bool:
+    """A real DNS query (A of `labkit.test`) sent over UDP to ``server``: does any answer come back?"""
+    query = r"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x06labkit\x04test\x00\x00\x01\x00\x01"
+    script = (
+        f"exec 3<>/dev/udp/{server}/53; printf '{query}' >&3; "
+        "timeout 3 dd bs=512 count=1 <&3 2>/dev/null | wc -c"
+    )
+    answered = lab.run(node, f"bash -c {shlex.quote(script)}")
+    return answered.stdout.strip() not in ("", "0")
+
+
+@pytest.fixture
+def host_service() -> Iterator[int]:
+    """A TCP service of the host (in the namespace where the labs' bridges are) on every address."""
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("0.0.0.0", 0))
+        server.listen(8)
+        yield server.getsockname()[1]
+
+
+def test_a_trainee_lab_reaches_neither_another_lab_nor_the_hosts_services(
+    klass: dict[str, Any], host_service: int
+) -> None:
+    one, two = _lab("trainee1"), _lab("trainee2")
+    assert one.state is not None and two.state is not None
+    gateway = str(next(ipaddress.IPv4Network(one.state.management_cidr).hosts()))
+    grid = json.loads(labkit_cli("class", "status", CLASS, "--json").stdout)
+    assert {row["trainee"]: row["isolated"] for row in grid["trainees"]} == dict.fromkeys(TRAINEES, True)
+    # trainee 2's management addresses: no SSH, no ping
+    for node in two.state.nodes.values():
+        assert node.management_ip is not None
+        assert not _tcp_opens(one, "node1", node.management_ip, 22)
+        assert not one.run("node1", f"ping -c 1 -W 2 {node.management_ip}").ok
+    # the host's own service on trainee 1's gateway address; the same probe opens it once the rules are lifted
+    assert not _tcp_opens(one, "node1", gateway, host_service)
+    assert _dns_answers(one, "node1", gateway)  # the network's own DNS still answers
+    leases = _lease_expiry(one)
+    iface = one.run("node1", f"ip -o -4 route get {gateway}").stdout.split()[2]
+    assert one.run("node1", f"sudo networkctl renew {iface}").ok
+    deadline = time.monotonic() + 30
+    while _lease_expiry(one) == leases and time.monotonic() < deadline:
+        time.sleep(1)
+    assert _lease_expiry(one) != leases, "DHCP renewal did not reach the network's dnsmasq"
+    lift_isolation(local_host(), one.name)
+    try:
+        assert _tcp_opens(one, "node1", gateway, host_service)  # the probe can see an open port
+    finally:
+        Classroom(CLASS).isolate(["trainee1"])
+    assert not _tcp_opens(one, "node1", gateway, host_service)
+    # trainee 2's node2 has trainee 1's node2's lab address: with that one unplugged, nothing answers it
+    lab_ip = one.scenario.node("node2").ip
+    iface2 = one.state.nodes["node2"].lab_iface
+    assert one.run("node1", f"ping -c 1 -W 2 {lab_ip}").ok
+    assert one.run("node2", f"sudo ip link set {iface2} down").ok
+    try:
+        assert not one.run("node1", f"ping -c 2 -W 2 {lab_ip}").ok
+    finally:
+        assert one.run("node2", f"sudo ip link set {iface2} up").ok
+
+
+def _lease_expiry(lab: Lab) -> dict[str, int]:
+    assert lab.state is not None
+    net = local_host().connect().networkLookupByName(lab.state.management_network)
+    return {lease["mac"]: lease["expirytime"] for lease in net.DHCPLeases()}
 
 
 def test_class_up_again_clones_nobody_and_a_clone_refuses_vagrant_up(klass: dict[str, Any]) -> None:
