@@ -21,6 +21,17 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from labkit.classroom import capacity
+from labkit.classroom.access import (
+    DEFAULT_LISTEN,
+    DEFAULT_WEB_URL,
+    AccessOptions,
+    AccessReport,
+    check_options,
+    open_access,
+    remove_access,
+    trainee_labs,
+)
+from labkit.classroom.gateway import Listen, require_gateway_tools
 from labkit.classroom.progress import TraineeReporter
 from labkit.classroom.record import (
     FAILING,
@@ -381,9 +392,45 @@ class Classroom:
             for lab in sorted(labs):
                 removed[lab] = destroy_by_name(lab, self.host)
             record_path(self.name).unlink(missing_ok=True)
+            remove_access(self.name)
             if record is not None and record.ksm_turned_on and not known_classes():
                 capacity.turn_ksm_off()
         return removed
+
+    # ---- trainee access ------------------------------------------------------------------------------
+
+    def access_options(
+        self,
+        listen: str = DEFAULT_LISTEN,
+        address: str | None = None,
+        web_url: str = DEFAULT_WEB_URL,
+        rotate: bool = False,
+        bundle_dir: str | None = None,
+    ) -> AccessOptions:
+        """The options of :meth:`access`, checked with everything it needs (the class, each trainee's lab with
+        its addresses and host keys, sshd, root) before anything is made."""
+        options = AccessOptions(Listen.parse(listen), address, web_url, rotate, bundle_dir)
+        check_options(options)
+        trainee_labs(self.name, self.record().trainees)
+        require_gateway_tools()
+        return options
+
+    def access(
+        self,
+        listen: str = DEFAULT_LISTEN,
+        address: str | None = None,
+        web_url: str = DEFAULT_WEB_URL,
+        rotate: bool = False,
+        bundle_dir: str | None = None,
+    ) -> AccessReport:
+        """Per trainee, an SSH bundle whose key reaches that trainee's nodes only, through the class gateway
+        (an sshd labkit runs for the class in this host's network namespace); the key granted in the lab."""
+        options = self.access_options(listen, address, web_url, rotate, bundle_dir)
+        labs = trainee_labs(self.name, self.record().trainees)
+        self.host.enter()  # the gateway must reach the labs' management networks
+        with self._locked("access"):
+            grantees = {lab.trainee: self._lab(lab.trainee) for lab in labs}
+            return open_access(self.name, labs, options, grantees)
 
 
 def labs_of_class(host: LibvirtHost, class_name: str) -> list[str]:
