@@ -12,9 +12,12 @@ import ipaddress
 import json
 import shlex
 import socket
+import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -36,6 +39,7 @@ TRAINEES = ("trainee1", "trainee2")
 POD_IPS = {"node1": "10.244.1.10", "node2": "10.244.2.10"}
 OTHER = {"node1": "node2", "node2": "node1"}
 MARKER = "/home/vagrant/trainee2-was-here"
+GATEWAY_PORT = 2299
 
 
 def _lab(trainee: str) -> Lab:
@@ -119,6 +123,57 @@ def test_the_clones_pods_outlived_the_clone_and_reach_each_other(klass: dict[str
             assert ping.ok and "ttl=62" in ping.stdout, ping.stdout + ping.stderr
 
 
+@pytest.fixture(scope="module")
+def access(klass: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """`labkit class access`, and trainee 1's bundle unpacked as on their laptop."""
+    laptop = tmp_path_factory.mktemp("laptop")
+    bundle = laptop / f"labkit-{CLASS}"
+    report = json.loads(
+        labkit_cli(
+            "class", "access", CLASS, "--listen", f"127.0.0.1:{GATEWAY_PORT}", "--bundle-path", str(bundle),
+            "--json",
+        ).stdout
+    )  # fmt: skip
+    mine = next(b for b in report["bundles"] if b["trainee"] == "trainee1")
+    with tarfile.open(mine["tarball"]) as tar:
+        tar.extractall(laptop, filter="data")
+    print(f"trainee 1 types: {mine['command']}", file=sys.stderr)
+    return {"report": report, "bundle": bundle}
+
+
+def _ssh(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=15", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_trainees_bundle_reaches_their_own_nodes_and_nothing_else(access: dict[str, Any]) -> None:
+    config = str(access["bundle"] / "ssh_config")
+    for node in ("node1", "node2"):
+        mine = _ssh("-F", config, node, "hostname")
+        assert mine.returncode == 0 and mine.stdout.strip() == node, mine.stderr
+    other = _lab("trainee2").state
+    assert other is not None
+    theirs = other.nodes["node1"].management_ip
+    assert theirs is not None
+    # through the gateway: the key may open a tunnel to its own lab's nodes only
+    tunnel = _ssh("-F", config, "-o", f"HostName={theirs}", "node1", "hostname")
+    assert tunnel.returncode != 0 and "administratively prohibited" in tunnel.stderr, tunnel.stderr
+    # straight to trainee 2's node: their VMs never let trainee 1's key in
+    straight = _ssh(
+        "-i", str(access["bundle"] / "id_ed25519"), "-o", "IdentitiesOnly=yes",
+        "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+        f"vagrant@{theirs}", "hostname",
+    )  # fmt: skip
+    assert straight.returncode != 0 and "Permission denied (publickey)" in straight.stderr, straight.stderr
+    # the host's shell: the gateway runs no command for a trainee key
+    shell = _ssh("-F", config, "labkit-gateway", "id")
+    assert shell.returncode != 0 and "uid=" not in shell.stdout, shell.stdout + shell.stderr
+
+
 def test_a_route_removed_in_one_lab_fails_only_that_trainees_cell(klass: dict[str, Any]) -> None:
     assert _lab("trainee1").run("node2", "sudo ip route del 10.244.1.0/24").ok
     checked = labkit_cli("class", "check", CLASS, "routes", check=False)
@@ -131,9 +186,14 @@ def test_a_route_removed_in_one_lab_fails_only_that_trainees_cell(klass: dict[st
     assert grid["host"]["ram_available_mib"] > 0
 
 
-def test_the_trainers_reset_of_one_trainee_leaves_the_other_lab_untouched(klass: dict[str, Any]) -> None:
+def test_the_trainers_reset_of_one_trainee_leaves_the_other_lab_untouched(
+    klass: dict[str, Any], access: dict[str, Any]
+) -> None:
     assert _lab("trainee2").run("node1", f"touch {MARKER} && sync").ok
     labkit_cli("class", "reset", CLASS, "trainee1", "routes-ok", timeout=900)
+    # the snapshot's disk predates the trainee's key: labkit wrote it again after the revert
+    after = _ssh("-F", str(access["bundle"] / "ssh_config"), "node1", "hostname")
+    assert after.returncode == 0 and after.stdout.strip() == "node1", after.stderr
     passed = json.loads(labkit_cli("check", "routes", "--name", f"{CLASS}-trainee1", "--json").stdout)
     assert passed["passed"] is True
     assert _lab("trainee2").run("node1", f"test -f {MARKER}").ok
@@ -230,3 +290,12 @@ def test_class_destroy_leaves_nothing(klass: dict[str, Any]) -> None:
     labkit_cli("class", "destroy", CLASS, timeout=900)
     assert _nothing_left() == {"domains": [], "networks": [], "volumes": [], "labelled": []}
     assert not LabPaths.for_lab(f"{CLASS}-trainee1").root.exists()
+    gateways = [p for p in Path("/proc").glob("[0-9]*") if f"{CLASS}.access" in _cmdline(p)]
+    assert gateways == []  # the class gateway (sshd) stopped with the class
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
