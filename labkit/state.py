@@ -50,6 +50,9 @@ class LabState:
     """The class this lab belongs to (its golden lab or a trainee's clone)."""
     cloned_from: str | None = None
     """For a trainee's lab: the golden lab and snapshot it was cloned from (``golden/snapshot``)."""
+    granted_keys: dict[str, str] = field(default_factory=dict)
+    """SSH public keys let in as the vagrant user besides labkit's own, by label (``trainee``: the key of a
+    class's trainee). They are written again after every revert: a snapshot's disk may predate them."""
     version: int = STATE_VERSION
 
     def done_stages(self) -> list[str]:
