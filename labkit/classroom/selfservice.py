@@ -8,8 +8,8 @@ check it, reset to the last verified snapshot set, retry the stage. The class we
     desk.check_trainee("alice")             # her current stage's checks; the grid shows the result
     desk.reset_trainee("alice")             # back to her most recent verified snapshot set
 
-Checks only read (as ``class check`` does): the trainee keeps working meanwhile and no snapshot is taken, so
-"reset" goes back to a snapshot set that exists (the one the class started from, or one taken since).
+A trainee's check verifies as ``labkit solve`` does after its steps: a stage that passes is snapshotted
+(``<stage>-ok``, verified), so "reset" goes back to the last stage they got right. ``class check`` only reads.
 """
 
 from __future__ import annotations
@@ -116,12 +116,13 @@ class SelfService:
         return view
 
     def check_trainee(self, trainee: str, stage: str | None = None) -> Cell:
-        """Run ``stage``'s checks (default: the trainee's current stage) on their lab, read-only; the grid
-        records what was seen."""
+        """Run ``stage``'s checks (default: the trainee's current stage) on their lab, verified as
+        ``labkit solve`` does: passing, the lab is snapshotted as ``<stage>-ok`` (verified), the set "reset" goes back to.
+        The grid records what was seen."""
         record = self._record_with(trainee)
         lab = self._lab(trainee)
         target = stage or current_stage(lab.scenario, self._row(record, trainee, lab)[1]).name
-        cell = first_failure(lab.probe(target))
+        cell = first_failure(lab.verify(target).results)
         self._change_grid("check", lambda record: record.set_cell(trainee, target, cell))
         return cell
 
