@@ -21,15 +21,20 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 from labkit.classroom import Classroom
 from labkit.classroom.classroom import labs_of_class
+from labkit.classroom.tokens import issue_trainer_token
 from labkit.hostsetup.hostmode import local_host
 from labkit.lab import Lab
 from labkit.machines.isolation import lift_isolation
 from labkit.paths import LabPaths
+from labkit.web import create_app
 
 from .artifact_server import ServedArtifacts
+from .browser import chromium, missing_browser, serve_in_thread
 from .lab_helpers import labkit_cli
 
 pytestmark = pytest.mark.vm
@@ -40,6 +45,9 @@ POD_IPS = {"node1": "10.244.1.10", "node2": "10.244.2.10"}
 OTHER = {"node1": "node2", "node2": "node1"}
 MARKER = "/home/vagrant/trainee2-was-here"
 GATEWAY_PORT = 2299
+WEB_PORT = 8099
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output"
+"""Kept after the run (git ignores it): the grid as the trainer saw it."""
 
 
 def _lab(trainee: str) -> Lab:
@@ -131,7 +139,7 @@ def access(klass: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> d
     report = json.loads(
         labkit_cli(
             "class", "access", CLASS, "--listen", f"127.0.0.1:{GATEWAY_PORT}", "--bundle-path", str(bundle),
-            "--json",
+            "--web-url", f"http://127.0.0.1:{WEB_PORT}", "--json",
         ).stdout
     )  # fmt: skip
     mine = next(b for b in report["bundles"] if b["trainee"] == "trainee1")
@@ -200,6 +208,47 @@ def test_the_trainers_reset_of_one_trainee_leaves_the_other_lab_untouched(
     grid = json.loads(labkit_cli("class", "status", CLASS, "--json").stdout)
     cells = {row["trainee"]: row["cells"]["routes"]["status"] for row in grid["trainees"]}
     assert cells == {"trainee1": "verified", "trainee2": "verified"}
+
+
+def _cell(browser: Any, trainee: str, stage: str) -> str | None:
+    return browser.find_element(By.ID, f"cell-{trainee}-{stage}").get_attribute("data-status")
+
+
+@pytest.mark.skipif(missing_browser() is not None, reason=missing_browser() or "")
+def test_the_class_web_page_in_a_real_browser(access: dict[str, Any]) -> None:
+    """The trainer's grid and trainee 1's page (their link from their bundle) in one headless Chromium; the
+    trainee's check and reset act on their real lab and show on the grid by themselves."""
+    page = (access["bundle"] / "page-url.txt").read_text().strip()
+    assert page.startswith(f"http://127.0.0.1:{WEB_PORT}/trainee/trainee1?token=")
+    shot = SCREENSHOTS / "class-grid.png"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with serve_in_thread(create_app(CLASS), port=WEB_PORT) as base, chromium() as browser:
+        browser.set_page_load_timeout(600)  # a pressed button's page comes back when the lab's action is done
+        browser.get(f"{base}/?token={issue_trainer_token(CLASS)}")
+        assert _cell(browser, "trainee1", "routes") == "verified"
+        grid = browser.current_window_handle
+        browser.switch_to.new_window("tab")
+        browser.get(page)
+        assert browser.find_element(By.ID, "stage").text == "routes"
+        assert _lab("trainee1").run("node2", "sudo ip route del 10.244.1.0/24").ok
+        browser.find_element(By.ID, "check").click()
+        WebDriverWait(browser, 300).until(lambda b: "failing" in b.find_element(By.ID, "message").text)
+        browser.switch_to.window(grid)  # no reload: the grid polls
+        WebDriverWait(browser, 30).until(lambda b: _cell(b, "trainee1", "routes") == "failing")
+        assert _cell(browser, "trainee2", "routes") == "verified"
+        browser.save_screenshot(str(shot))
+        print(f"\nscreenshot of the grid: {shot}", file=sys.stderr)
+        browser.switch_to.window(browser.window_handles[1])
+        browser.find_element(By.ID, "reset").click()
+        WebDriverWait(browser, 300).until(
+            lambda b: "back at routes-ok" in b.find_element(By.ID, "message").text
+        )
+        routes = json.loads(labkit_cli("check", "routes", "--name", f"{CLASS}-trainee1", "--json").stdout)
+        assert routes["passed"] is True  # the lab is back at its verified stage
+        browser.find_element(By.ID, "check").click()
+        WebDriverWait(browser, 300).until(lambda b: "verified" in b.find_element(By.ID, "message").text)
+        browser.switch_to.window(grid)
+        WebDriverWait(browser, 30).until(lambda b: _cell(b, "trainee1", "routes") == "verified")
 
 
 def _tcp_opens(lab: Lab, node: str, address: str, port: int) -> bool:
