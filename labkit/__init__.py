@@ -5,6 +5,8 @@ The library is the product; the ``labkit`` CLI only parses arguments and prints.
 only the ones below it (import-linter contracts in ``pyproject.toml`` keep it so)::
 
     cli            the face: one module per command group; parse, call, print
+    web            the class web page: the trainer's grid, a page per trainee (the only package with HTTP)
+    classroom      a class: the golden lab, a clone per trainee, the grid, tokens, trainee self-service
     lab            one lab's lifecycle (up, solve, check, snapshot, reset, retry, destroy): the orchestrator
     hostsetup      this host: host mode (libvirtd in a netns), box build, accelerator, doctor
     machines       a libvirt host as a value, domains and networks, snapshot sets, SSH to nodes, vagrant

@@ -2,7 +2,8 @@
 
 ``LABKIT_HOME`` (default ``$XDG_DATA_HOME/labkit``, i.e. ``~/.local/share/labkit``) holds the labs, the
 Vagrant home labkit uses, built boxes and the artifact cache. Nothing else on the host is written except
-libvirt's own state and, in host mode, ``/run/labkit``.
+libvirt's own state, in host mode ``/run/labkit``, and for ``labkit class access`` the account
+``labkit-trainee`` and sshd's ``/run/sshd``.
 """
 
 from __future__ import annotations

@@ -53,6 +53,9 @@ class LabState:
     host: str = "local"
     """The libvirt host of the pool the lab lives on (``labkit hosts list``); states written before the pool
     existed load as ``local``."""
+    granted_keys: dict[str, str] = field(default_factory=dict)
+    """SSH public keys let in as the vagrant user besides labkit's own, by label (``trainee``: the key of a
+    class's trainee). They are written again after every revert: a snapshot's disk may predate them."""
     version: int = STATE_VERSION
 
     def done_stages(self) -> list[str]:

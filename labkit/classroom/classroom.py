@@ -21,10 +21,20 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from labkit.classroom import capacity
+from labkit.classroom.access import (
+    DEFAULT_LISTEN,
+    DEFAULT_WEB_URL,
+    AccessOptions,
+    AccessReport,
+    check_options,
+    open_access,
+    remove_access,
+    trainee_labs,
+)
+from labkit.classroom.gateway import Listen, require_gateway_tools
 from labkit.classroom.progress import TraineeReporter
 from labkit.classroom.record import (
     FAILING,
-    NOT_TRIED,
     UNREACHABLE,
     VERIFIED,
     Cell,
@@ -47,6 +57,7 @@ from labkit.lab.names import check_lab_name
 from labkit.lock import lab_lock
 from labkit.machines.clones import disk_bytes, free_bytes, golden_disk
 from labkit.machines.domains import Removal, domain_labels
+from labkit.machines.isolation import is_isolated, isolate
 from labkit.machines.libvirt_host import LibvirtHost
 from labkit.model.scenario import Scenario
 from labkit.paths import LabPaths
@@ -65,6 +76,7 @@ class ClassUpReport:
     cloned: dict[str, CloneReport] = field(default_factory=dict)
     already: list[str] = field(default_factory=list)
     ksm_turned_on: bool = False
+    isolated: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
 
@@ -74,6 +86,8 @@ class TraineeRow:
     lab: str
     exists: bool
     cells: dict[str, Cell]
+    isolated: bool = False
+    """Its VMs are kept from other labs and from the host's services (nftables rules in force)."""
 
 
 @dataclass
@@ -167,6 +181,7 @@ class Classroom:
             record.trainees = list(dict.fromkeys([*record.trainees, *trainees]))
             write_record(record)
             self._clone_all(golden, stage.snapshot_name, wanted, report, reporter)
+            report.isolated = self.isolate(trainees)
         report.seconds = time.monotonic() - started
         return report
 
@@ -270,6 +285,16 @@ class Classroom:
         finally:
             reporter.finish()
 
+    def isolate(self, trainees: list[str] | None = None) -> list[str]:
+        """Each trainee lab's table of nftables rules written (again): its VMs reach neither another lab nor
+        the host's services. Idempotent; the rules live in the kernel, so a restarted host needs this again."""
+        done = []
+        for trainee in trainees if trainees is not None else self.record().trainees:
+            if self._has_lab(trainee):
+                isolate(self.host, trainee_lab(self.name, trainee))
+                done.append(trainee)
+        return done
+
     # ---- the grid ------------------------------------------------------------------------------------
 
     def status(self) -> ClassStatus:
@@ -297,13 +322,9 @@ class Classroom:
             with contextlib.suppress(UsageError, LabError):
                 loaded = self._lab(trainee)
                 verified = list(loaded.state.verified_stages) if loaded.state else []
-        cells = {}
-        for stage in stages:
-            cell = record.cell(trainee, stage)
-            if cell is None:
-                cell = Cell(VERIFIED if stage in verified else NOT_TRIED)
-            cells[stage] = cell
-        return TraineeRow(trainee=trainee, lab=lab, exists=state.exists(), cells=cells)
+        cells = record.cells(trainee, stages, verified)
+        isolated = state.exists() and is_isolated(self.host, lab)
+        return TraineeRow(trainee=trainee, lab=lab, exists=state.exists(), cells=cells, isolated=isolated)
 
     def check(self, stage: str | None = None, reporter: Reporter | None = None) -> dict[str, Cell]:
         """Run ``stage``'s checks (default: the class's stage) on every trainee lab, a few at a time; read-only
@@ -365,9 +386,45 @@ class Classroom:
             for lab in sorted(labs):
                 removed[lab] = destroy_by_name(lab, self.host)
             record_path(self.name).unlink(missing_ok=True)
+            remove_access(self.name)
             if record is not None and record.ksm_turned_on and not known_classes():
                 capacity.turn_ksm_off()
         return removed
+
+    # ---- trainee access ------------------------------------------------------------------------------
+
+    def access_options(
+        self,
+        listen: str = DEFAULT_LISTEN,
+        address: str | None = None,
+        web_url: str = DEFAULT_WEB_URL,
+        rotate: bool = False,
+        bundle_dir: str | None = None,
+    ) -> AccessOptions:
+        """The options of :meth:`access`, checked with everything it needs (the class, each trainee's lab with
+        its addresses and host keys, sshd, root) before anything is made."""
+        options = AccessOptions(Listen.parse(listen), address, web_url, rotate, bundle_dir)
+        check_options(options)
+        trainee_labs(self.name, self.record().trainees)
+        require_gateway_tools()
+        return options
+
+    def access(
+        self,
+        listen: str = DEFAULT_LISTEN,
+        address: str | None = None,
+        web_url: str = DEFAULT_WEB_URL,
+        rotate: bool = False,
+        bundle_dir: str | None = None,
+    ) -> AccessReport:
+        """Per trainee, an SSH bundle whose key reaches that trainee's nodes only, through the class gateway
+        (an sshd labkit runs for the class in this host's network namespace); the key granted in the lab."""
+        options = self.access_options(listen, address, web_url, rotate, bundle_dir)
+        labs = trainee_labs(self.name, self.record().trainees)
+        self.host.enter()  # the gateway must reach the labs' management networks
+        with self._locked("access"):
+            grantees = {lab.trainee: self._lab(lab.trainee) for lab in labs}
+            return open_access(self.name, labs, options, grantees)
 
 
 def labs_of_class(host: LibvirtHost, class_name: str) -> list[str]:

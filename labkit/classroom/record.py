@@ -47,6 +47,10 @@ class ClassRecord:
     def set_cell(self, trainee: str, stage: str, cell: Cell) -> None:
         self.grid.setdefault(trainee, {})[stage] = cell
 
+    def cells(self, trainee: str, stages: list[str], verified: list[str]) -> dict[str, Cell]:
+        """A trainee's row: each stage's last check, else verified when the lab's own state says so."""
+        return {s: self.cell(trainee, s) or Cell(VERIFIED if s in verified else NOT_TRIED) for s in stages}
+
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
 

@@ -1,5 +1,5 @@
-"""`labkit class up|status|check|reset|destroy`: thin; the work is in :mod:`labkit.classroom`. Errors propagate to
-the main CLI, which prints them as one line with an exit code."""
+"""`labkit class up|status|check|reset|access|serve|destroy`: thin; the work is in :mod:`labkit.classroom`, the
+web page's in :mod:`labkit.web`. Errors propagate to the main CLI, which prints them as one line with an exit code."""
 
 from __future__ import annotations
 
@@ -10,8 +10,10 @@ import typer
 from rich.table import Table
 
 from labkit.classroom import Classroom
+from labkit.classroom.access import DEFAULT_LISTEN, DEFAULT_WEB_URL
 from labkit.classroom.record import FAILING, NOT_TRIED, UNREACHABLE, VERIFIED
 from labkit.classroom.roster import numbered, read_roster
+from labkit.classroom.tokens import issue_trainer_token
 from labkit.cli.application import JsonOpt, _enter_host_namespace, _print_json, err, out
 from labkit.cli.progress import RichReporter
 from labkit.errors import UsageError
@@ -130,9 +132,89 @@ def reset_cmd(
     out.print(f"{trainee}: back at {report.name} in {report.seconds:.1f} s")
 
 
+@app.command("access")
+def access_cmd(
+    name: ClassArg,
+    listen: Annotated[
+        str, typer.Option("--listen", help="Address and port the class gateway (an sshd) listens on")
+    ] = DEFAULT_LISTEN,
+    address: Annotated[
+        str | None,
+        typer.Option(
+            "--address", help="The address trainees reach this host at (default: the listen address)"
+        ),
+    ] = None,
+    web_url: Annotated[
+        str, typer.Option("--web-url", help="The class web page's address, for each trainee's page link")
+    ] = DEFAULT_WEB_URL,
+    rotate: Annotated[
+        bool,
+        typer.Option("--rotate", help="New keys and page links for every trainee; the old ones stop working"),
+    ] = False,
+    bundle_path: Annotated[
+        str | None,
+        typer.Option("--bundle-path", help="Where trainees unpack their bundle (default: ~/labkit-CLASS)"),
+    ] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Give each trainee an SSH bundle (key, ssh_config, known_hosts, README) that reaches their own lab's nodes
+    and nothing else, through a class gateway sshd on this host. Run again: keys are kept, new trainees added."""
+    room = Classroom(name)
+    room.access_options(listen, address, web_url, rotate, bundle_path)  # everything checked before namespaces
+    _enter_host_namespace()
+    report = room.access(listen, address, web_url, rotate, bundle_path)
+    if as_json:
+        _print_json(report.to_json())
+        return
+    for warning in report.warnings:
+        err.print(f"warning: {warning}", markup=False)
+    out.print(
+        f"class {name}: gateway {report.gateway} on {report.listen}; bundles reach it at {report.address} "
+        f"port {report.port}",
+        markup=False,
+    )
+    for bundle in report.bundles:
+        made = "new key" if bundle.new_key else "key kept"
+        out.print(f"  {bundle.trainee} ({made}): bundle {bundle.directory}/", markup=False)
+        out.print(f"    hand out {bundle.tarball}; the trainee types: {bundle.command}", markup=False)
+
+
+@app.command("serve")
+def serve_cmd(
+    name: ClassArg,
+    listen: Annotated[
+        str,
+        typer.Option(
+            "--listen",
+            help="HOST:PORT to serve on; 0.0.0.0:8080 lets the room's machines in (default: this host only)",
+        ),
+    ] = "127.0.0.1:8080",
+) -> None:
+    """The class web page: the trainer's live grid, and a page per trainee (behind their own token) with the
+    current stage's guide and buttons to check, reset or retry their own lab. Runs until Ctrl-C."""
+    from labkit.web import create_app  # starlette and uvicorn load for this command only
+    from labkit.web.serving import listening_socket, parse_listen, serve, url_host
+
+    Classroom(name).record()  # no such class: one line, before anything is bound or issued
+    host, port = parse_listen(listen)
+    sock = listening_socket(host, port)  # on this host's network, before entering host mode's namespace
+    port = sock.getsockname()[1]
+    token = issue_trainer_token(name)
+    _enter_host_namespace()
+    out.print(f"class {name}: serving on http://{url_host(host)}:{port}/ (Ctrl-C stops it)", markup=False)
+    out.print(
+        f"trainer (a new token: the previous one stops working): http://{url_host(host)}:{port}/?token={token}",
+        markup=False,
+    )
+    out.print(f"trainees: each one's own link comes from `labkit class access {name}`", markup=False)
+    serve(create_app(name), sock)
+    out.print(f"class {name}: the web page stopped")
+
+
 @app.command("destroy")
 def destroy_cmd(name: ClassArg) -> None:
-    """Remove every trainee lab and the golden lab (by their records and labels, never by name prefix)."""
+    """Remove every trainee lab and the golden lab (by their records and labels, never by name prefix), and the
+    class's trainee access (its gateway, bundles and page tokens)."""
     _enter_host_namespace()
     removed = Classroom(name).destroy()
     for lab, removal in removed.items():

@@ -89,3 +89,28 @@ class LabCore:
         """Run a shell command on a node as the vagrant user (``sudo`` inside for root); returns fabric's Result."""
         with self._connection(node) as conn:
             return conn.run(command)
+
+    # ---- who else may log in -------------------------------------------------------------------------
+
+    def grant_key(self, label: str, public_key: str) -> None:
+        """Let ``public_key`` log in to every node as the vagrant user, under ``label`` (a new key for the same
+        label replaces the old one). Kept in the lab's state and written again after every revert."""
+        from labkit.machines.guest import granted_key_line
+
+        granted_key_line(label, public_key)  # a ValueError before anything changes
+        with self._locked("grant key"):
+            state = self._require_state()
+            state.granted_keys[label] = public_key.strip()
+            self._save()
+            for node in state.nodes:
+                self._write_granted_keys(node)
+
+    def _write_granted_keys(self, node: str) -> None:
+        from labkit.errors import LabError
+        from labkit.machines.guest import grant_keys_script
+
+        assert self.state is not None
+        with self._connection(node) as conn:
+            result = conn.run(grant_keys_script(self.state.granted_keys))
+        if not result.ok:
+            raise LabError(f"{node}: writing the granted SSH keys failed: {result.stderr.strip()}")

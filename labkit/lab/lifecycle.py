@@ -47,6 +47,7 @@ from labkit.machines.domains import (
     network_cidrs,
 )
 from labkit.machines.guest import configure_script, parse_output, remote_command
+from labkit.machines.isolation import lift_isolation
 from labkit.machines.libvirt_host import LibvirtHost
 from labkit.machines.providers.vagrant_libvirt import BOOT_PHASES, VagrantLibvirt
 from labkit.machines.snapshots import (
@@ -500,6 +501,7 @@ class Lab(LabSnapshots):
         nodes = [n.name for n in self.scenario.nodes]
         with self._locked("destroy"):
             removed = destroy_lab(conn, self.name, nodes)
+            lift_isolation(self.host, self.name)
         shutil.rmtree(self.paths.root, ignore_errors=True)
         forget_lab_key(self.paths)
         return removed
@@ -518,6 +520,7 @@ def destroy_by_name(name: str, host: LibvirtHost | None = None) -> Removal:
     paths = LabPaths.for_lab(name)
     with lab_lock(paths.lock, name, "destroy"):
         removed = destroy_lab(host.connect(), name)
+        lift_isolation(host, name)
     shutil.rmtree(paths.root, ignore_errors=True)
     forget_lab_key(paths)
     return removed

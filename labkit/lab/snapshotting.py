@@ -11,9 +11,8 @@ from labkit.errors import LabError, UsageError
 from labkit.lab.core import BOOT_SSH_TIMEOUT, SSH_AFTER_REVERT_TIMEOUT, LabCore
 from labkit.lab.reports import ResetReport
 from labkit.machines.connections import REMOTE_ERRORS
-from labkit.machines.domains import (
-    lab_domains,
-)
+from labkit.machines.domains import lab_domains
+from labkit.machines.guest import grant_keys_script
 from labkit.machines.snapshots import (
     SnapshotRecord,
     SnapshotSet,
@@ -176,7 +175,7 @@ class LabSnapshots(LabCore):
         while True:
             try:
                 with self._connection(node) as conn:
-                    result = conn.run("sudo hwclock --hctosys && date +%s.%N")
+                    result = conn.run(f"sudo hwclock --hctosys && {self._after_revert()}date +%s.%N")
                     host_now = time.time()
                 break
             except REMOTE_ERRORS as exc:  # sshd not answering yet: refused, no banner, reset, timed out
@@ -192,6 +191,12 @@ class LabSnapshots(LabCore):
         offset = float(result.stdout.strip().splitlines()[-1]) - host_now
         reporter.step(node, f"clock set (offset {offset:+.1f} s)", 3)
         return offset
+
+    def _after_revert(self) -> str:
+        """Granted keys written again (the snapshot's disk may predate them), as a command prefix."""
+        if self.state is None or not self.state.granted_keys:
+            return ""
+        return f"{{ {grant_keys_script(self.state.granted_keys)}; }} && "
 
     def retry(self, stage: str, reporter: Reporter | None = None) -> ResetReport:
         """Reset to the snapshot of the stage before ``stage`` so the trainee can do ``stage`` again."""

@@ -137,3 +137,29 @@ def parse_output(node: str, stdout: str) -> NodeConfigResult:
     changed = [line.removeprefix("changed ") for line in stdout.splitlines() if line.startswith("changed ")]
     ifaces = [line.removeprefix("iface ") for line in stdout.splitlines() if line.startswith("iface ")]
     return NodeConfigResult(node, changed, ifaces[0] if ifaces else None)
+
+
+GRANT_MARK = "labkit-grant:"
+
+
+def granted_key_line(label: str, public_key: str) -> str:
+    """``public_key`` (``type base64 [comment]``) as an authorized_keys line labkit recognises as its grant."""
+    fields = public_key.split()
+    if len(fields) < 2 or not fields[0].startswith(("ssh-", "ecdsa-", "sk-")):
+        raise ValueError(f"not an OpenSSH public key: {public_key[:40]!r}")
+    return f"{fields[0]} {fields[1]} {GRANT_MARK}{label}"
+
+
+def grant_keys_script(granted: dict[str, str], keys: str = AUTHORIZED_KEYS) -> str:
+    """A shell snippet (run as the vagrant user) leaving exactly ``granted`` as labkit's grants in
+    authorized_keys; every other line (labkit's own key among them) is kept as it is."""
+    lines = "".join(f" {shlex.quote(granted_key_line(label, key))}" for label, key in sorted(granted.items()))
+    return (
+        f"test -s {keys} && "
+        + (
+            f"{{ grep -v ' {GRANT_MARK}' {keys} || true; printf '%s\\n'{lines}; }} > {keys}.labkit-new"
+            if granted
+            else f"{{ grep -v ' {GRANT_MARK}' {keys} || true; }} > {keys}.labkit-new"
+        )
+        + f" && chmod 600 {keys}.labkit-new && mv {keys}.labkit-new {keys}"
+    )

@@ -68,6 +68,15 @@ def _generate(lab: LabPaths) -> None:
     _ssh_keygen("-q", "-t", "ed25519", "-N", "", "-C", f"labkit-{lab.name}", "-f", str(lab.ssh_key))
 
 
+def make_key_pair(key: Path, comment: str) -> str:
+    """A new ed25519 key pair at ``key`` (0600) and ``key.pub``, replacing any there; returns the public line."""
+    key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    for old in (key, key.with_name(key.name + ".pub")):
+        old.unlink(missing_ok=True)
+    _ssh_keygen("-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(key))
+    return key.with_name(key.name + ".pub").read_text().strip()
+
+
 def _public_from_private(key: Path) -> str:
     line = _ssh_keygen("-y", "-f", str(key)).strip()
     comment = f"labkit-{key.parent.name}"

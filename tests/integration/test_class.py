@@ -8,21 +8,33 @@ reset of one trainee leaves the other's lab as it was; `class destroy` leaves no
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import shlex
+import socket
+import subprocess
 import sys
+import tarfile
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from selenium.webdriver.common.by import By
+from selenium.webdriver.support.ui import WebDriverWait
 
 from labkit.classroom import Classroom
 from labkit.classroom.classroom import labs_of_class
+from labkit.classroom.tokens import issue_trainer_token
 from labkit.hostsetup.hostmode import local_host
 from labkit.lab import Lab
+from labkit.machines.isolation import lift_isolation
 from labkit.paths import LabPaths
+from labkit.web import create_app
 
 from .artifact_server import ServedArtifacts
+from .browser import chromium, missing_browser, serve_in_thread
 from .lab_helpers import labkit_cli
 
 pytestmark = pytest.mark.vm
@@ -32,6 +44,10 @@ TRAINEES = ("trainee1", "trainee2")
 POD_IPS = {"node1": "10.244.1.10", "node2": "10.244.2.10"}
 OTHER = {"node1": "node2", "node2": "node1"}
 MARKER = "/home/vagrant/trainee2-was-here"
+GATEWAY_PORT = 2299
+WEB_PORT = 8099
+SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output"
+"""Kept after the run (git ignores it): the grid as the trainer saw it."""
 
 
 def _lab(trainee: str) -> Lab:
@@ -115,6 +131,57 @@ def test_the_clones_pods_outlived_the_clone_and_reach_each_other(klass: dict[str
             assert ping.ok and "ttl=62" in ping.stdout, ping.stdout + ping.stderr
 
 
+@pytest.fixture(scope="module")
+def access(klass: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """`labkit class access`, and trainee 1's bundle unpacked as on their laptop."""
+    laptop = tmp_path_factory.mktemp("laptop")
+    bundle = laptop / f"labkit-{CLASS}"
+    report = json.loads(
+        labkit_cli(
+            "class", "access", CLASS, "--listen", f"127.0.0.1:{GATEWAY_PORT}", "--bundle-path", str(bundle),
+            "--web-url", f"http://127.0.0.1:{WEB_PORT}", "--json",
+        ).stdout
+    )  # fmt: skip
+    mine = next(b for b in report["bundles"] if b["trainee"] == "trainee1")
+    with tarfile.open(mine["tarball"]) as tar:
+        tar.extractall(laptop, filter="data")
+    print(f"trainee 1 types: {mine['command']}", file=sys.stderr)
+    return {"report": report, "bundle": bundle}
+
+
+def _ssh(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        ["ssh", "-o", "BatchMode=yes", "-o", "ConnectTimeout=15", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_a_trainees_bundle_reaches_their_own_nodes_and_nothing_else(access: dict[str, Any]) -> None:
+    config = str(access["bundle"] / "ssh_config")
+    for node in ("node1", "node2"):
+        mine = _ssh("-F", config, node, "hostname")
+        assert mine.returncode == 0 and mine.stdout.strip() == node, mine.stderr
+    other = _lab("trainee2").state
+    assert other is not None
+    theirs = other.nodes["node1"].management_ip
+    assert theirs is not None
+    # through the gateway: the key may open a tunnel to its own lab's nodes only
+    tunnel = _ssh("-F", config, "-o", f"HostName={theirs}", "node1", "hostname")
+    assert tunnel.returncode != 0 and "administratively prohibited" in tunnel.stderr, tunnel.stderr
+    # straight to trainee 2's node: their VMs never let trainee 1's key in
+    straight = _ssh(
+        "-i", str(access["bundle"] / "id_ed25519"), "-o", "IdentitiesOnly=yes",
+        "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+        f"vagrant@{theirs}", "hostname",
+    )  # fmt: skip
+    assert straight.returncode != 0 and "Permission denied (publickey)" in straight.stderr, straight.stderr
+    # the host's shell: the gateway runs no command for a trainee key
+    shell = _ssh("-F", config, "labkit-gateway", "id")
+    assert shell.returncode != 0 and "uid=" not in shell.stdout, shell.stdout + shell.stderr
+
+
 def test_a_route_removed_in_one_lab_fails_only_that_trainees_cell(klass: dict[str, Any]) -> None:
     assert _lab("trainee1").run("node2", "sudo ip route del 10.244.1.0/24").ok
     checked = labkit_cli("class", "check", CLASS, "routes", check=False)
@@ -127,15 +194,134 @@ def test_a_route_removed_in_one_lab_fails_only_that_trainees_cell(klass: dict[st
     assert grid["host"]["ram_available_mib"] > 0
 
 
-def test_the_trainers_reset_of_one_trainee_leaves_the_other_lab_untouched(klass: dict[str, Any]) -> None:
+def test_the_trainers_reset_of_one_trainee_leaves_the_other_lab_untouched(
+    klass: dict[str, Any], access: dict[str, Any]
+) -> None:
     assert _lab("trainee2").run("node1", f"touch {MARKER} && sync").ok
     labkit_cli("class", "reset", CLASS, "trainee1", "routes-ok", timeout=900)
+    # the snapshot's disk predates the trainee's key: labkit wrote it again after the revert
+    after = _ssh("-F", str(access["bundle"] / "ssh_config"), "node1", "hostname")
+    assert after.returncode == 0 and after.stdout.strip() == "node1", after.stderr
     passed = json.loads(labkit_cli("check", "routes", "--name", f"{CLASS}-trainee1", "--json").stdout)
     assert passed["passed"] is True
     assert _lab("trainee2").run("node1", f"test -f {MARKER}").ok
     grid = json.loads(labkit_cli("class", "status", CLASS, "--json").stdout)
     cells = {row["trainee"]: row["cells"]["routes"]["status"] for row in grid["trainees"]}
     assert cells == {"trainee1": "verified", "trainee2": "verified"}
+
+
+def _cell(browser: Any, trainee: str, stage: str) -> str | None:
+    return browser.find_element(By.ID, f"cell-{trainee}-{stage}").get_attribute("data-status")
+
+
+@pytest.mark.skipif(missing_browser() is not None, reason=missing_browser() or "")
+def test_the_class_web_page_in_a_real_browser(access: dict[str, Any]) -> None:
+    """The trainer's grid and trainee 1's page (their link from their bundle) in one headless Chromium; the
+    trainee's check and reset act on their real lab and show on the grid by themselves."""
+    page = (access["bundle"] / "page-url.txt").read_text().strip()
+    assert page.startswith(f"http://127.0.0.1:{WEB_PORT}/trainee/trainee1?token=")
+    shot = SCREENSHOTS / "class-grid.png"
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    with serve_in_thread(create_app(CLASS), port=WEB_PORT) as base, chromium() as browser:
+        browser.set_page_load_timeout(600)  # a pressed button's page comes back when the lab's action is done
+        browser.get(f"{base}/?token={issue_trainer_token(CLASS)}")
+        assert _cell(browser, "trainee1", "routes") == "verified"
+        grid = browser.current_window_handle
+        browser.switch_to.new_window("tab")
+        browser.get(page)
+        assert browser.find_element(By.ID, "stage").text == "routes"
+        assert _lab("trainee1").run("node2", "sudo ip route del 10.244.1.0/24").ok
+        browser.find_element(By.ID, "check").click()
+        WebDriverWait(browser, 300).until(lambda b: "failing" in b.find_element(By.ID, "message").text)
+        browser.switch_to.window(grid)  # no reload: the grid polls
+        WebDriverWait(browser, 30).until(lambda b: _cell(b, "trainee1", "routes") == "failing")
+        assert _cell(browser, "trainee2", "routes") == "verified"
+        browser.save_screenshot(str(shot))
+        print(f"\nscreenshot of the grid: {shot}", file=sys.stderr)
+        browser.switch_to.window(browser.window_handles[1])
+        browser.find_element(By.ID, "reset").click()
+        WebDriverWait(browser, 300).until(
+            lambda b: "back at routes-ok" in b.find_element(By.ID, "message").text
+        )
+        routes = json.loads(labkit_cli("check", "routes", "--name", f"{CLASS}-trainee1", "--json").stdout)
+        assert routes["passed"] is True  # the lab is back at its verified stage
+        browser.find_element(By.ID, "check").click()
+        WebDriverWait(browser, 300).until(lambda b: "verified" in b.find_element(By.ID, "message").text)
+        browser.switch_to.window(grid)
+        WebDriverWait(browser, 30).until(lambda b: _cell(b, "trainee1", "routes") == "verified")
+
+
+def _tcp_opens(lab: Lab, node: str, address: str, port: int) -> bool:
+    """Whether ``node`` of ``lab`` can open a TCP connection to ``address:port`` (3 s)."""
+    probe = lab.run(node, f"timeout 3 bash -c 'exec 3<>/dev/tcp/{address}/{port}' && echo OPEN")
+    return "OPEN" in probe.stdout
+
+
+def _dns_answers(lab: Lab, node: str, server: str) -> bool:
+    """A real DNS query (A of `labkit.test`) sent over UDP to ``server``: does any answer come back?"""
+    query = r"\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00\x06labkit\x04test\x00\x00\x01\x00\x01"
+    script = (
+        f"exec 3<>/dev/udp/{server}/53; printf '{query}' >&3; "
+        "timeout 3 dd bs=512 count=1 <&3 2>/dev/null | wc -c"
+    )
+    answered = lab.run(node, f"bash -c {shlex.quote(script)}")
+    return answered.stdout.strip() not in ("", "0")
+
+
+@pytest.fixture
+def host_service() -> Iterator[int]:
+    """A TCP service of the host (in the namespace where the labs' bridges are) on every address."""
+    with socket.socket() as server:
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("0.0.0.0", 0))
+        server.listen(8)
+        yield server.getsockname()[1]
+
+
+def test_a_trainee_lab_reaches_neither_another_lab_nor_the_hosts_services(
+    klass: dict[str, Any], host_service: int
+) -> None:
+    one, two = _lab("trainee1"), _lab("trainee2")
+    assert one.state is not None and two.state is not None
+    gateway = str(next(ipaddress.IPv4Network(one.state.management_cidr).hosts()))
+    grid = json.loads(labkit_cli("class", "status", CLASS, "--json").stdout)
+    assert {row["trainee"]: row["isolated"] for row in grid["trainees"]} == dict.fromkeys(TRAINEES, True)
+    # trainee 2's management addresses: no SSH, no ping
+    for node in two.state.nodes.values():
+        assert node.management_ip is not None
+        assert not _tcp_opens(one, "node1", node.management_ip, 22)
+        assert not one.run("node1", f"ping -c 1 -W 2 {node.management_ip}").ok
+    # the host's own service on trainee 1's gateway address; the same probe opens it once the rules are lifted
+    assert not _tcp_opens(one, "node1", gateway, host_service)
+    assert _dns_answers(one, "node1", gateway)  # the network's own DNS still answers
+    leases = _lease_expiry(one)
+    iface = one.run("node1", f"ip -o -4 route get {gateway}").stdout.split()[2]
+    assert one.run("node1", f"sudo networkctl renew {iface}").ok
+    deadline = time.monotonic() + 30
+    while _lease_expiry(one) == leases and time.monotonic() < deadline:
+        time.sleep(1)
+    assert _lease_expiry(one) != leases, "DHCP renewal did not reach the network's dnsmasq"
+    lift_isolation(local_host(), one.name)
+    try:
+        assert _tcp_opens(one, "node1", gateway, host_service)  # the probe can see an open port
+    finally:
+        Classroom(CLASS).isolate(["trainee1"])
+    assert not _tcp_opens(one, "node1", gateway, host_service)
+    # trainee 2's node2 has trainee 1's node2's lab address: with that one unplugged, nothing answers it
+    lab_ip = one.scenario.node("node2").ip
+    iface2 = one.state.nodes["node2"].lab_iface
+    assert one.run("node1", f"ping -c 1 -W 2 {lab_ip}").ok
+    assert one.run("node2", f"sudo ip link set {iface2} down").ok
+    try:
+        assert not one.run("node1", f"ping -c 2 -W 2 {lab_ip}").ok
+    finally:
+        assert one.run("node2", f"sudo ip link set {iface2} up").ok
+
+
+def _lease_expiry(lab: Lab) -> dict[str, int]:
+    assert lab.state is not None
+    net = local_host().connect().networkLookupByName(lab.state.management_network)
+    return {lease["mac"]: lease["expirytime"] for lease in net.DHCPLeases()}
 
 
 def test_class_up_again_clones_nobody_and_a_clone_refuses_vagrant_up(klass: dict[str, Any]) -> None:
@@ -153,3 +339,12 @@ def test_class_destroy_leaves_nothing(klass: dict[str, Any]) -> None:
     labkit_cli("class", "destroy", CLASS, timeout=900)
     assert _nothing_left() == {"domains": [], "networks": [], "volumes": [], "labelled": []}
     assert not LabPaths.for_lab(f"{CLASS}-trainee1").root.exists()
+    gateways = [p for p in Path("/proc").glob("[0-9]*") if f"{CLASS}.access" in _cmdline(p)]
+    assert gateways == []  # the class gateway (sshd) stopped with the class
+
+
+def _cmdline(proc: Path) -> str:
+    try:
+        return (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""

@@ -32,6 +32,8 @@ def test_wheel_ships_templates_and_scenarios(wheel: Path) -> None:
     assert "labkit/data/scenarios/three-node/scenario.yaml" in names
     assert "labkit/artifacts/catalog.yaml" in names
     assert "labkit/data/boxes/debian12/box.yaml" in names
+    assert "labkit/data/web/templates/trainee.html.j2" in names  # the class web page's
+    assert "labkit/data/web/static/labkit.css" in names
 
 
 def test_installed_wheel_validates_and_renders(wheel: Path, tmp_path: Path) -> None:
