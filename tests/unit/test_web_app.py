@@ -57,6 +57,9 @@ def test_the_trainer_sees_the_grid_with_a_cell_per_trainee_and_stage(
     assert 'id="cell-bob-apiserver" class="cell" data-status="failing"' in page.text
     assert "port on node1: &lt;b&gt;8080&lt;/b&gt; closed" in page.text  # a check's output is text, not HTML
     assert "5120 MiB RAM available, 40960 MiB disk free" in page.text
+    assert page.text.count("(not isolated)") == 1 and page.text.index("(not isolated)") > page.text.index(
+        ">bob<"
+    )
 
 
 def test_the_trainer_gets_the_grid_as_class_status_json_prints_it(client: TestClient, trainer: str) -> None:
