@@ -12,10 +12,15 @@ import fcntl
 import json
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
-from labkit.errors import UsageError
+from labkit.errors import HostError, UsageError
+from labkit.hostsetup.hostmode import local_host
+from labkit.hostsetup.second_host.layout import SecondHostPaths
+from labkit.machines.host_ssh import host_ssh_from_uri
+from labkit.machines.libvirt_host import LibvirtHost
 from labkit.model.scenario import SLUG_RE
 from labkit.paths import host_pool_file, labs_dir
 from labkit.state import write_json
@@ -113,6 +118,42 @@ def pool_host(name: str) -> PoolHost:
         if host.name == name:
             return host
     raise UsageError(f"no host {name!r} in the pool", hint="see `labkit hosts list`")
+
+
+def libvirt_host(host: PoolHost | str) -> LibvirtHost:
+    """A host of the pool (or its name) as a libvirt host: ``local`` with host mode's namespace when it is
+    up; a remote one with its SSH login, reached from that same namespace."""
+    found = pool_host(host) if isinstance(host, str) else host
+    local = local_host()
+    if found.local:
+        return local
+    ssh = host_ssh_from_uri(found.uri, known_hosts=second_host_known_hosts(found.uri))
+    return LibvirtHost(name=found.name, uri=found.uri, netns=local.netns, ssh=ssh)
+
+
+def lab_host(lab: str, host: str) -> LibvirtHost:
+    """The host lab ``lab`` lives on, by the name its state records; one line with the fix when the pool
+    does not have it."""
+    try:
+        return libvirt_host(host)
+    except UsageError:
+        raise HostError(
+            f"lab {lab} lives on host {host}, which is not in the pool",
+            hint=f"add it again with `labkit hosts add {host} URI` (see `labkit hosts list`)",
+        ) from None
+
+
+def second_host_known_hosts(uri: str) -> Path | None:
+    """The known_hosts of a second host on this machine, when ``uri``'s ``command`` is its ssh wrapper:
+    libvirt's ssh reads it through the wrapper's config, labkit's own SSH from here."""
+    command = parse_qs(urlsplit(uri).query).get("command", [""])[0]
+    if not command:
+        return None
+    root = Path(command).parent.parent
+    paths = SecondHostPaths(root)
+    if paths.ssh_command != Path(command) or not paths.known_hosts.is_file():
+        return None
+    return paths.known_hosts
 
 
 def add_host(name: str, uri: str, max_labs: int | None = None) -> PoolHost:
