@@ -131,7 +131,7 @@ def open_host(ssh: HostSsh, name: str) -> Any:
     """An open fabric Connection to the host, within ``ssh.connect_timeout``, that accepts only the host key
     recorded in ``ssh.known_hosts_file``; HostError naming the host and why not otherwise."""
     from fabric import Config, Connection
-    from paramiko import AuthenticationException, BadHostKeyException, RejectPolicy, SSHException
+    from paramiko import RejectPolicy
 
     if not ssh.known_hosts_file.is_file():
         raise HostError(
@@ -159,6 +159,19 @@ def open_host(ssh: HostSsh, name: str) -> Any:
     keys.load(str(ssh.known_hosts_file))
     conn.client.set_missing_host_key_policy(RejectPolicy())
     try:
+        _open(conn, ssh, name)
+    except BaseException:
+        conn.client.close()  # a refused or failed login leaves paramiko's transport thread running otherwise
+        raise
+    conn.transport.set_keepalive(KEEPALIVE_INTERVAL)
+    return conn
+
+
+def _open(conn: Any, ssh: HostSsh, name: str) -> None:
+    """``conn.open()``, its failures said as the host's."""
+    from paramiko import AuthenticationException, BadHostKeyException, SSHException
+
+    try:
         conn.open()
     except BadHostKeyException as exc:
         raise HostError(
@@ -175,8 +188,6 @@ def open_host(ssh: HostSsh, name: str) -> Any:
                 hint="record the host's key there (check its fingerprint on the host itself)",
             ) from None
         raise _unreachable(name, ssh, f"{type(exc).__name__}: {exc}") from None
-    conn.transport.set_keepalive(KEEPALIVE_INTERVAL)
-    return conn
 
 
 def _read(channel: Any, deadline: float, what: str) -> tuple[bytes, bytes]:
