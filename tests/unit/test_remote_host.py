@@ -26,7 +26,7 @@ from labkit.machines.host_facts import HostFacts
 from labkit.machines.host_ssh import CommandResult, HostSsh, host_ssh_from_uri
 from labkit.machines.libvirt_host import LibvirtHost
 from labkit.machines.sshkeys import ssh_config_text
-from labkit.paths import LabPaths, labs_dir, scenarios_dir
+from labkit.paths import LabPaths, host_pool_file, labs_dir, scenarios_dir
 from labkit.state import LabState, NodeState, write_state
 from tests.unit.remote_doubles import H2, FakeHost
 
@@ -138,6 +138,19 @@ def test_a_lab_whose_host_left_the_pool_says_so_in_one_line_and_is_never_destroy
     with pytest.raises(HostError, match="host gone"):
         destroy_by_name("t1")
     assert LabPaths.for_lab("t1").state.exists()
+
+
+def test_a_remote_host_is_one_value_per_process_and_a_broken_pool_is_said_as_such() -> None:
+    add_host("h2", H2)
+    assert libvirt_host("h2") is libvirt_host("h2")  # one libvirt and one SSH connection for all its labs
+    assert libvirt_host("local") is not libvirt_host("local")
+    remote_lab("t1", "h2")
+    with pytest.raises(UsageError, match="bring the lab up on this machine"):
+        Lab.load("t1").up()
+    host_pool_file().write_text("{")
+    with pytest.raises(UsageError, match="cannot read the host pool"):
+        Lab.load("t1")
+    assert lab_host("t2", "local").name == "local"  # a local lab needs no pool file
 
 
 def test_a_new_lab_records_its_host() -> None:
@@ -252,7 +265,3 @@ def test_hosts_list_names_the_labs_of_each_host_even_one_that_is_down(
     assert "h2: labs t1, t2" in text and "local: labs t3 (in libvirt only, no state here)" in text
     assert "h2: unreachable: no answer within 1 s" in text
     assert sorted(p.name for p in labs_dir().iterdir()) == ["t1", "t2"]
-
-
-def test_lab_host_of_local_is_this_machine() -> None:
-    assert lab_host("t1", "local").name == "local" and not lab_host("t1", "local").remote
