@@ -231,12 +231,14 @@ def test_the_grid_shows_the_labs_of_a_down_host_as_such_and_asks_it_once(
         return True
 
     monkeypatch.setattr("labkit.classroom.classroom.is_isolated", is_isolated)
-    monkeypatch.setattr("labkit.classroom.classroom.host_resources", lambda host: {"host": host.name})
     rows = {row.trainee: row for row in Classroom("c1").status().trainees}
     assert asked == ["h2", "local"]
     assert rows["ann"].host == rows["bob"].host == "h2" and not rows["ann"].isolated
     assert rows["bob"].host_unreachable.startswith("host h2 is unreachable")
     assert rows["cid"].host == "local" and rows["cid"].isolated and not rows["cid"].host_unreachable
+    shown = CliRunner().invoke(app, ["class", "status", "c1"])
+    assert shown.exit_code == 0, shown.output
+    assert "host h2 (ann, bob): host h2 is unreachable over SSH" in shown.output
 
 
 # ---- hosts list ---------------------------------------------------------------------------------------
