@@ -103,6 +103,12 @@ def second_hosts_dir() -> Path:
     return labkit_home() / "hosts"
 
 
+def host_files_dir() -> Path:
+    """What labkit knows of files it copied to other hosts: sha256 sums, each with the file's stat when summed
+    (here and on each host), and a lock per host."""
+    return labkit_home() / "host-files"
+
+
 def host_run_dir() -> Path:
     """Host-mode state (the network namespace and the daemons labkit started); lives as long as the boot."""
     return Path(os.environ.get("LABKIT_RUN_DIR", "/run/labkit"))

@@ -47,7 +47,7 @@ from labkit.classroom.record import (
     write_record,
 )
 from labkit.classroom.roster import check_names, golden_lab, trainee_lab
-from labkit.errors import LabError, UsageError
+from labkit.errors import HostError, LabError, LabkitError, UsageError
 from labkit.hostsetup.hostmode import local_host
 from labkit.kinds.checks import CheckResult
 from labkit.kinds.compile import load_scenario
@@ -88,6 +88,10 @@ class TraineeRow:
     cells: dict[str, Cell]
     isolated: bool = False
     """Its VMs are kept from other labs and from the host's services (nftables rules in force)."""
+    host: str = "local"
+    """The libvirt host of the pool the lab lives on."""
+    host_unreachable: str = ""
+    """Why that host did not answer, when it did not (then ``isolated`` is unknown, shown False)."""
 
 
 @dataclass
@@ -117,7 +121,8 @@ def first_failure(results: list[CheckResult]) -> Cell:
 
 
 class Classroom:
-    """One class on one libvirt host (default: this machine)."""
+    """One class. Its golden lab and new clones go on ``host`` (default: this machine); every lab of the class
+    is then found on the host its own state records."""
 
     def __init__(self, name: str, host: LibvirtHost | None = None) -> None:
         self.name = check_lab_name(name)
@@ -140,7 +145,8 @@ class Classroom:
         return found
 
     def _lab(self, trainee: str) -> Lab:
-        return Lab.load(trainee_lab(self.name, trainee), self.host)
+        """A trainee's lab, on the host its state records."""
+        return Lab.load(trainee_lab(self.name, trainee))
 
     # ---- up ------------------------------------------------------------------------------------------
 
@@ -248,7 +254,7 @@ class Classroom:
 
     def stop_golden(self) -> None:
         """Shut the golden lab's VMs off: a class needs its disks, not its RAM, once it is verified."""
-        self._stop_golden(Lab.load(golden_lab(self.name), self.host))
+        self._stop_golden(Lab.load(golden_lab(self.name)))
 
     def _stop_golden(self, golden: Lab) -> None:
         """Shut the golden's VMs off (QEMU stopped cleanly: its disks are closed before they are copied)."""
@@ -291,7 +297,7 @@ class Classroom:
         done = []
         for trainee in trainees if trainees is not None else self.record().trainees:
             if self._has_lab(trainee):
-                isolate(self.host, trainee_lab(self.name, trainee))
+                isolate(self._lab(trainee).host, trainee_lab(self.name, trainee))
                 done.append(trainee)
         return done
 
@@ -303,7 +309,8 @@ class Classroom:
         record = self.record()
         scenario = load_scenario(record.scenario_path)
         stages = [s.name for s in scenario.stages if s.checks]
-        rows = [self._row(record, trainee, stages) for trainee in record.trainees]
+        down: dict[str, str] = {}  # host -> why it did not answer: asked once per status, not once per lab
+        rows = [self._row(record, trainee, stages, down) for trainee in record.trainees]
         return ClassStatus(
             name=record.name,
             scenario=record.scenario,
@@ -314,17 +321,24 @@ class Classroom:
             host=host_resources(self.host),
         )
 
-    def _row(self, record: ClassRecord, trainee: str, stages: list[str]) -> TraineeRow:
+    def _row(self, record: ClassRecord, trainee: str, stages: list[str], down: dict[str, str]) -> TraineeRow:
         lab = trainee_lab(self.name, trainee)
-        state = LabPaths.for_lab(lab).state
-        verified: list[str] = []
-        if state.exists():
-            with contextlib.suppress(UsageError, LabError):
+        row = TraineeRow(trainee=trainee, lab=lab, exists=LabPaths.for_lab(lab).state.exists(), cells={})
+        loaded = None
+        if row.exists:
+            with contextlib.suppress(LabkitError):
                 loaded = self._lab(trainee)
-                verified = list(loaded.state.verified_stages) if loaded.state else []
-        cells = record.cells(trainee, stages, verified)
-        isolated = state.exists() and is_isolated(self.host, lab)
-        return TraineeRow(trainee=trainee, lab=lab, exists=state.exists(), cells=cells, isolated=isolated)
+        verified = list(loaded.state.verified_stages) if loaded is not None and loaded.state else []
+        row.cells = record.cells(trainee, stages, verified)
+        if loaded is not None:
+            row.host = loaded.host.name
+            row.host_unreachable = down.get(row.host, "")
+            if not row.host_unreachable:
+                try:
+                    row.isolated = is_isolated(loaded.host, lab)
+                except HostError as exc:  # that host is down: its labs say so, the others are listed
+                    row.host_unreachable = down[row.host] = exc.message
+        return row
 
     def check(self, stage: str | None = None, reporter: Reporter | None = None) -> dict[str, Cell]:
         """Run ``stage``'s checks (default: the class's stage) on every trainee lab, a few at a time; read-only
@@ -339,7 +353,7 @@ class Classroom:
         def probe(trainee: str) -> Cell:
             try:
                 return first_failure(self._lab(trainee).probe(target))
-            except (UsageError, LabError) as exc:
+            except LabkitError as exc:  # a lab, or its whole host, that does not answer
                 return Cell(UNREACHABLE, exc.message, now())
 
         reporter.start(record.trainees, 1)
@@ -383,8 +397,9 @@ class Classroom:
         labs.add(golden_lab(self.name))
         removed = {}
         with self._locked("destroy"):
-            for lab in sorted(labs):
-                removed[lab] = destroy_by_name(lab, self.host)
+            for lab in sorted(labs):  # each on the host its state records; one found in libvirt only: here
+                recorded = LabPaths.for_lab(lab).state.exists()
+                removed[lab] = destroy_by_name(lab, None if recorded else self.host)
             record_path(self.name).unlink(missing_ok=True)
             remove_access(self.name)
             if record is not None and record.ksm_turned_on and not known_classes():

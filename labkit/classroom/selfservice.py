@@ -164,7 +164,7 @@ class SelfService:
         return record
 
     def _lab(self, trainee: str) -> Lab:
-        return Lab.load(trainee_lab(self.room.name, trainee), self.room.host)
+        return Lab.load(trainee_lab(self.room.name, trainee))
 
     @staticmethod
     def _row(record: ClassRecord, trainee: str, lab: Lab) -> tuple[list[str], dict[str, Cell]]:

@@ -88,6 +88,10 @@ def status_cmd(name: ClassArg, as_json: JsonOpt = False) -> None:
         table.add_row(row.trainee if row.exists else f"{row.trainee} (no lab)", *cells, last)
     out.print(table)
     out.print(_resources(status.host))
+    down = {row.host: row.host_unreachable for row in status.trainees if row.host_unreachable}
+    for host, why in down.items():
+        labs = [row.trainee for row in status.trainees if row.host == host]
+        out.print(f"host {host} ({', '.join(labs)}): {why}", markup=False)
 
 
 def _cell_text(status: str, detail: str) -> str:

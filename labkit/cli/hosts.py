@@ -11,7 +11,8 @@ import typer
 
 from labkit.cli.application import JsonOpt, _enter_host_namespace, _print_json, err, out
 from labkit.hostsetup import pool
-from labkit.hostsetup.pool_survey import SURVEY_TIMEOUT, HostReport, libvirt_host, survey
+from labkit.hostsetup.pool import libvirt_host
+from labkit.hostsetup.pool_survey import SURVEY_TIMEOUT, HostReport, survey
 from labkit.machines.host_facts import HostFacts, visit_hosts
 
 app = typer.Typer(
@@ -73,17 +74,20 @@ def _table(reports: list[HostReport]) -> None:
         state = "reachable" if f.reachable else "UNREACHABLE"
         row = (
             f"{f.name:<12} {state:<11} {f.accelerator or '-':<5} {_size(f.ram_free):>10} "
-            f"{_size(f.disk_free):>10} {len(f.labs) if f.reachable else '-':>4} {h.max_labs or '-':>4}"
+            f"{_size(f.disk_free):>10} {len(report.labs):>4} {h.max_labs or '-':>4}"
         )
         out.print(row, markup=False)
     for report in reports:
+        if report.labs:
+            out.print(f"{report.facts.name}: labs {', '.join(report.lab_notes())}", markup=False)
         if not report.facts.reachable:
             out.print(f"{report.facts.name}: unreachable: {report.facts.reason}", markup=False)
 
 
 @app.command("list")
 def list_cmd(as_json: JsonOpt = False, timeout: TimeoutOpt = SURVEY_TIMEOUT) -> None:
-    """List the pool: each host reachable or not (and why), its accelerator, free RAM and disk, its labs."""
+    """List the pool: each host reachable or not (and why), its accelerator, free RAM and disk, and the labs
+    living there (by their states, and by what its libvirt holds)."""
     _enter_host_namespace()
     reports = survey(timeout)
     if as_json:

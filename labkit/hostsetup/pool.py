@@ -10,12 +10,18 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+import threading
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
-from labkit.errors import UsageError
+from labkit.errors import HostError, UsageError
+from labkit.hostsetup.hostmode import local_host
+from labkit.hostsetup.second_host.layout import SecondHostPaths
+from labkit.machines.host_ssh import HostSsh, host_ssh_from_uri
+from labkit.machines.libvirt_host import LibvirtHost, Netns
 from labkit.model.scenario import SLUG_RE
 from labkit.paths import host_pool_file, labs_dir
 from labkit.state import write_json
@@ -113,6 +119,51 @@ def pool_host(name: str) -> PoolHost:
         if host.name == name:
             return host
     raise UsageError(f"no host {name!r} in the pool", hint="see `labkit hosts list`")
+
+
+_remote_hosts: dict[tuple[str, str, Netns | None, HostSsh], LibvirtHost] = {}
+_remote_hosts_lock = threading.Lock()
+
+
+def libvirt_host(host: PoolHost | str) -> LibvirtHost:
+    """A host of the pool (or its name) as a libvirt host: ``local`` with host mode's namespace when it is
+    up; a remote one with its SSH login, reached from that same namespace. A remote host is one value per
+    process: every lab there shares its libvirt connection and its SSH connection (a web server loads a lab
+    per request)."""
+    local = local_host()
+    if host == LOCAL or (isinstance(host, PoolHost) and host.local):
+        return local
+    found = pool_host(host) if isinstance(host, str) else host
+    ssh = host_ssh_from_uri(found.uri, known_hosts=second_host_known_hosts(found.uri))
+    key = (found.name, found.uri, local.netns, ssh)
+    with _remote_hosts_lock:
+        if key not in _remote_hosts:
+            _remote_hosts[key] = LibvirtHost(name=found.name, uri=found.uri, netns=local.netns, ssh=ssh)
+        return _remote_hosts[key]
+
+
+def lab_host(lab: str, host: str) -> LibvirtHost:
+    """The host lab ``lab`` lives on, by the name its state records; one line with the fix when the pool
+    does not have it."""
+    if host != LOCAL and host not in {h.name for h in pool_hosts()}:
+        raise HostError(
+            f"lab {lab} lives on host {host}, which is not in the pool",
+            hint=f"add it again with `labkit hosts add {host} URI` (see `labkit hosts list`)",
+        )
+    return libvirt_host(host)
+
+
+def second_host_known_hosts(uri: str) -> Path | None:
+    """The known_hosts of a second host on this machine, when ``uri``'s ``command`` is its ssh wrapper:
+    libvirt's ssh reads it through the wrapper's config, labkit's own SSH from here."""
+    command = parse_qs(urlsplit(uri).query).get("command", [""])[0]
+    if not command:
+        return None
+    root = Path(command).parent.parent
+    paths = SecondHostPaths(root)
+    if paths.ssh_command != Path(command) or not paths.known_hosts.is_file():
+        return None
+    return paths.known_hosts
 
 
 def add_host(name: str, uri: str, max_labs: int | None = None) -> PoolHost:

@@ -8,8 +8,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from labkit.hostsetup.accel import detect_accel
-from labkit.hostsetup.hostmode import local_host
-from labkit.hostsetup.pool import PoolHost, pool_hosts
+from labkit.hostsetup.pool import PoolHost, labs_on, libvirt_host, pool_hosts
 from labkit.machines.host_facts import HostFacts, visit_hosts
 from labkit.machines.libvirt_host import LibvirtHost
 
@@ -18,20 +17,38 @@ SURVEY_TIMEOUT = 10.0
 
 @dataclass(frozen=True)
 class HostReport:
-    """A host of the pool and what it offers now."""
+    """A host of the pool, what it offers now, and the labs living there: those whose state names it and
+    those its libvirt holds (labkit's networks and labelled domains), which a lost state leaves behind."""
 
     host: PoolHost
     facts: HostFacts
+    labs_in_states: tuple[str, ...] = ()
+
+    @property
+    def labs(self) -> tuple[str, ...]:
+        return tuple(sorted({*self.labs_in_states, *self.facts.labs}))
+
+    def lab_notes(self) -> list[str]:
+        """Each lab of the host, said to be only in its state or only in libvirt where the two disagree (a
+        host that does not answer says nothing of its libvirt)."""
+        notes = []
+        for lab in self.labs:
+            if lab not in self.labs_in_states:
+                notes.append(f"{lab} (in libvirt only, no state here)")
+            elif self.facts.reachable and lab not in self.facts.labs:
+                notes.append(f"{lab} (its state only, nothing in libvirt)")
+            else:
+                notes.append(lab)
+        return notes
 
     def to_json(self) -> dict[str, Any]:
-        return {"max_labs": self.host.max_labs, **self.facts.to_json()}
-
-
-def libvirt_host(host: PoolHost) -> LibvirtHost:
-    """The pool host as a libvirt host: ``local`` with host mode's namespace when it is up."""
-    if host.local:
-        return local_host()
-    return LibvirtHost(name=host.name, uri=host.uri)
+        return {
+            "max_labs": self.host.max_labs,
+            **self.facts.to_json(),
+            "labs": list(self.labs),
+            "labs_in_states": list(self.labs_in_states),
+            "labs_in_libvirt": list(self.facts.labs) if self.facts.reachable else None,
+        }
 
 
 def _local_view(facts: HostFacts, host: LibvirtHost) -> HostFacts:
@@ -50,4 +67,4 @@ def survey(timeout: float = SURVEY_TIMEOUT) -> list[HostReport]:
     targets = [libvirt_host(h) for h in hosts]
     facts = visit_hosts(targets, timeout)
     facts[0] = _local_view(facts[0], targets[0])
-    return [HostReport(h, f) for h, f in zip(hosts, facts, strict=True)]
+    return [HostReport(h, f, tuple(labs_on(h.name))) for h, f in zip(hosts, facts, strict=True)]

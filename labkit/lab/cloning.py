@@ -107,6 +107,7 @@ def _clone_state(golden: Lab, name: str, class_name: str, snapshot: SnapshotSet,
         solved_stages=[s for s in source.solved_stages if s in keep],
         class_name=class_name,
         cloned_from=f"{golden.name}/{record.name}",
+        host=golden.host.name,
     )
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from labkit.errors import UsageError
-from labkit.hostsetup.hostmode import local_host
+from labkit.hostsetup.pool import LOCAL, lab_host
 from labkit.lab.names import check_lab_name
 from labkit.lock import lab_lock
 from labkit.machines.libvirt_host import LibvirtHost
@@ -24,7 +24,8 @@ BOOT_SSH_TIMEOUT = 420.0  # an emulated VM boots in ~40 s alone, several togethe
 
 
 class LabCore:
-    """A lab's identity and state, its lock, and connections to its nodes."""
+    """A lab's identity and state, its lock, and connections to its nodes. Its host is the one given, else
+    the one its state records (a host of the pool), else this machine."""
 
     def __init__(
         self, scenario: Scenario, name: str, state: LabState | None = None, host: LibvirtHost | None = None
@@ -33,7 +34,7 @@ class LabCore:
         self.name = check_lab_name(name)
         self.paths = LabPaths.for_lab(name)
         self.state = state
-        self.host = host or local_host()
+        self.host = host or lab_host(self.name, state.host if state is not None else LOCAL)
 
     def _save(self) -> None:
         assert self.state is not None
@@ -82,7 +83,11 @@ class LabCore:
         ip = state.nodes[node].management_ip
         assert ip is not None
         return connect(
-            ip, keys or [self.paths.ssh_key], node=node, known_hosts=self._host_keys(record_host_key)
+            ip,
+            keys or [self.paths.ssh_key],
+            node=node,
+            known_hosts=self._host_keys(record_host_key),
+            gateway=self.host.gateway() if self.host.remote else None,
         )
 
     def run(self, node: str, command: str) -> Any:

@@ -24,6 +24,7 @@ from typing import Any
 from labkit.errors import HostError, LabError, ScenarioError, UsageError
 from labkit.hostsetup.accel import AccelChoice, detect_accel
 from labkit.hostsetup.hostmode import local_host
+from labkit.hostsetup.pool import lab_host
 from labkit.kinds.checks import CheckResult
 from labkit.kinds.compile import load_scenario
 from labkit.lab.core import MGMT_IP_TIMEOUT
@@ -86,11 +87,13 @@ class Lab(LabSnapshots):
                 f"lab {lab_name} already runs scenario {state.scenario}",
                 f"pick another name with --name, or `labkit destroy {lab_name}` first",
             )
+        _refuse_other_host(lab_name, state, host)
         return cls(loaded, lab_name, state, host)
 
     @classmethod
     def load(cls, name: str | None = None, host: LibvirtHost | None = None) -> Lab:
-        """An existing lab: by name, or the only one on this host. Rebuilt from libvirt if its state is lost."""
+        """An existing lab: by name, or the only one there is, on the host its state records. Rebuilt from
+        libvirt (``host``, default this machine) if its state is lost."""
         if name is None:
             labs = known_labs()
             if len(labs) == 1:
@@ -104,6 +107,7 @@ class Lab(LabSnapshots):
         check_lab_name(name)
         state = read_state(LabPaths.for_lab(name).state)
         if state is not None:
+            _refuse_other_host(name, state, host)
             return cls(load_scenario(state.scenario_path), name, state, host)
         return cls._rediscover(name, host or local_host())
 
@@ -160,6 +164,7 @@ class Lab(LabSnapshots):
             management_cidr=mgmt.cidr,
             lab_network=lab_network(self.name).name,
             created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+            host=self.host.name,
             nodes={
                 n.name: NodeState(name=n.name, domain=f"labkit-{self.name}-{n.name}", lab_ip=n.ip)
                 for n in self.scenario.nodes
@@ -170,6 +175,11 @@ class Lab(LabSnapshots):
         """Boot every VM and configure hostname, lab IP, /etc/hosts and the lab key. Safe to run again."""
         reporter = reporter or LogReporter()
         started = time.monotonic()
+        if self.host.remote:  # vagrant would need the box there and a way to its VMs: not wired yet
+            raise UsageError(
+                f"lab {self.name} is on host {self.host.name}: `labkit up` boots VMs on this machine only",
+                "bring the lab up on this machine (`local`)",
+            )
         self._refuse_clone()
         # The box is built from the host's apt mirror: before entering host mode's namespace, which has no route.
         ensure_boxes(self.scenario, reporter)
@@ -275,8 +285,14 @@ class Lab(LabSnapshots):
                 )
             node.management_ip = ip
         if persist:
-            write_ssh_config(self.paths, {n: s.management_ip or "" for n, s in self.state.nodes.items()})
+            self._write_ssh_config()
             self._save()
+
+    def _write_ssh_config(self) -> None:
+        """The lab's ssh_config for ``labkit ssh``: through the host when the lab lives on another one."""
+        assert self.state is not None
+        jump = (self.host.name, self.host.ssh_login()) if self.host.remote else None
+        write_ssh_config(self.paths, {n: s.management_ip or "" for n, s in self.state.nodes.items()}, jump)
 
     def _configure_nodes(
         self, public_key: str, reporter: Reporter, total: int, also_keys: tuple[Path, ...] = ()
@@ -324,6 +340,7 @@ class Lab(LabSnapshots):
                 f"{node}: no host key recorded in {self.paths.known_hosts}",
                 f"`labkit up {self.scenario.name} --name {self.name}` records it (a running lab is not changed)",
             )
+        self._write_ssh_config()  # a lab written before it knew its host, or whose host's login changed
         return ["ssh", "-F", str(self.paths.ssh_config), node, *command]
 
     def status(self) -> LabStatus:
@@ -507,10 +524,21 @@ class Lab(LabSnapshots):
         return removed
 
 
+def _refuse_other_host(name: str, state: LabState | None, host: LibvirtHost | None) -> None:
+    if state is not None and host is not None and host.name != state.host:
+        raise UsageError(
+            f"lab {name} lives on host {state.host}, not {host.name}",
+            "name the lab alone: labkit finds its host from the lab's record",
+        )
+
+
 def destroy_by_name(name: str, host: LibvirtHost | None = None) -> Removal:
-    """Destroy a lab by name even when neither its directory nor its scenario can be found."""
+    """Destroy a lab by name even when neither its directory nor its scenario can be found; on the host
+    its state records (``host``, default this machine, when there is no state)."""
     check_lab_name(name)
-    host = host or local_host()
+    state = read_state(LabPaths.for_lab(name).state)
+    _refuse_other_host(name, state, host)
+    host = host or (lab_host(name, state.host) if state is not None else local_host())
     try:
         lab = Lab.load(name, host)
     except (UsageError, LabError, ScenarioError):  # a lab whose scenario is gone or now invalid still goes

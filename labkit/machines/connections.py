@@ -15,6 +15,10 @@ Nothing waits forever on a node:
 - :func:`close_all` (called by the main thread on Ctrl-C) closes connections from outside their worker threads,
   which makes every blocked read in them return.
 
+A node of a remote host is reached through that host: its management network lives there. The connection
+jumps through the host's own SSH connection (fabric's ``gateway``, a ``direct-tcpip`` channel, as OpenSSH's
+``ProxyJump``), opened within the connection's ``connect_timeout``.
+
 Host keys: a connection made with ``known_hosts`` accepts only the key recorded for its node (looked up by node
 name, like OpenSSH's ``HostKeyAlias``, since management IPs can change) and refuses any other with
 :class:`HostKeyChanged`; see :class:`NodeHostKeys`.
@@ -56,6 +60,8 @@ LIVENESS_TIMEOUT = 5.0
 """After a timeout, how long the node has to open a channel to show it still answers."""
 REMOTE_GRACE = 3
 """The remote ``timeout`` fires this much after the local one, to end the command on the node too."""
+OPEN_ADMINISTRATIVELY_PROHIBITED = 1
+"""SSH's reason code when a server refuses to open a forwarding channel (RFC 4254, 5.1)."""
 
 
 class NodeUnreachable(LabError):
@@ -264,6 +270,31 @@ class NodeConnection(Connection):  # type: ignore[misc]  # fabric is untyped
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, TCP_USER_TIMEOUT * 1000)
         return result
 
+    def open_gateway(self) -> Any:
+        """A ``direct-tcpip`` channel to the node through the gateway host, within ``connect_timeout`` (fabric's
+        own waits up to an hour); a host whose sshd forbids forwarding is named as the cause."""
+        from paramiko import ChannelException
+
+        if not isinstance(self.gateway, Connection):
+            return super().open_gateway()
+        self.gateway.open()
+        try:
+            return self.gateway.transport.open_channel(
+                kind="direct-tcpip",
+                dest_addr=(self.host, int(self.port)),
+                src_addr=("", 0),
+                timeout=self.connect_timeout,
+            )
+        except ChannelException as exc:
+            if exc.code == OPEN_ADMINISTRATIVELY_PROHIBITED:
+                detail = (
+                    f"the host's sshd refuses to forward to {self.host}:{self.port} "
+                    "(it needs `AllowTcpForwarding local` and `PermitOpen *:22`)"
+                )
+            else:
+                detail = f"the host cannot reach {self.host}:{self.port} ({exc.text})"
+            raise NodeUnreachable(self.node, "opening the connection", detail) from None
+
     def _bounded(self, call: Any, what: str, seconds: float, deadline: float) -> Any:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
@@ -383,11 +414,13 @@ def connect(
     node: str | None = None,
     known_hosts: NodeHostKeys | None = None,
     connect_timeout: int = CONNECT_TIMEOUT,
+    gateway: Connection | None = None,
 ) -> NodeConnection:
     """An (unopened) connection to ``host`` (``port``, default 22) trying ``keys`` in order.
 
     With ``known_hosts`` the node (``node``, default ``host``) must present its recorded host key; without,
-    any key is accepted (tests, and callers that check nothing on the node)."""
+    any key is accepted (tests, and callers that check nothing on the node). With ``gateway`` (an open
+    connection to the node's libvirt host, :meth:`LibvirtHost.gateway`) it goes through that host."""
     name = node or host
     connect_kwargs: dict[str, Any] = {
         "key_filename": [str(k) for k in keys if k.is_file()],
@@ -405,6 +438,7 @@ def connect(
         connect_timeout=connect_timeout,
         connect_kwargs=connect_kwargs,
         node=name,
+        gateway=gateway or False,
     )
     if known_hosts is not None:
         # never the user's ~/.ssh/known_hosts: only the lab's own record decides

@@ -11,17 +11,18 @@ lab gets one table of its own, ``inet labkit_lab_<lab>``, in the namespace where
 
 The table is replaced as a whole in one nft transaction, and removed with the lab. It lives in the kernel only:
 a restarted host (or host mode) loses it, and ``labkit class up`` or ``class access`` writes it again.
+``nft`` runs on the lab's host: here in host mode's namespace, or over SSH on a remote host
+(:meth:`LibvirtHost.run`), within :data:`NFT_TIMEOUT` either way.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import subprocess
 from typing import Any
 
-from labkit.errors import LabError
+from labkit.errors import HostError, LabError
 from labkit.machines.domains import management_network_name
+from labkit.machines.host_ssh import CommandResult
 from labkit.machines.libvirt_host import LibvirtHost
 from labkit.machines.vagrantfile import lab_network
 
@@ -75,34 +76,37 @@ table inet {table} {{
 """
 
 
-def _nft(args: list[str], script: str | None = None) -> subprocess.CompletedProcess[str]:
-    nft = shutil.which("nft") or "/usr/sbin/nft"
+NOT_INSTALLED = 127
+"""A shell's exit status for a program it cannot find."""
+
+
+def _nft(host: LibvirtHost, args: list[str], script: str | None = None) -> CommandResult:
     try:
-        return subprocess.run(
-            [nft, *args], input=script, capture_output=True, text=True, timeout=NFT_TIMEOUT, check=False
-        )
-    except FileNotFoundError:
+        result = host.run(["nft", *args], stdin=script, timeout=NFT_TIMEOUT)
+    except HostError as exc:
+        if host.remote:
+            raise  # the host does not answer: that, not nft, is what the user must fix
+        raise LabError(f"nft {' '.join(args)}: {exc.message}") from None
+    if result.returncode == NOT_INSTALLED:
         raise LabError(
-            "nft is not installed: labkit keeps trainee labs apart with nftables",
+            f"nft is not installed on host {host.name}: labkit keeps trainee labs apart with nftables",
             "apt-get install nftables (scripts/setup-host does)",
-        ) from None
-    except subprocess.TimeoutExpired:
-        raise LabError(f"nft {' '.join(args)} did not answer within {NFT_TIMEOUT:.0f} s") from None
+        )
+    return result
 
 
 def isolate(host: LibvirtHost, lab: str) -> list[str]:
     """Write the lab's table (replacing an older one); returns the bridges it covers."""
-    host.enter()  # nft runs where the bridges are: host mode's namespace
+    host.enter()  # nft runs where the bridges are: host mode's namespace, or the remote host
     bridges = lab_bridges(host.connect(), lab)
-    result = _nft(["-f", "-"], isolation_rules(lab, bridges))
+    result = _nft(host, ["-f", "-"], isolation_rules(lab, bridges))
     if result.returncode != 0:
         raise LabError(f"nft refused the isolation rules of lab {lab}: {result.stderr.strip()}")
     return bridges
 
 
 def is_isolated(host: LibvirtHost, lab: str) -> bool:
-    host.enter()
-    result = _nft(["-j", "list", "table", "inet", table_name(lab)])
+    result = _nft(host, ["-j", "list", "table", "inet", table_name(lab)])
     if result.returncode != 0:
         return False
     chains = [o["chain"]["name"] for o in json.loads(result.stdout)["nftables"] if "chain" in o]
@@ -111,7 +115,8 @@ def is_isolated(host: LibvirtHost, lab: str) -> bool:
 
 def lift_isolation(host: LibvirtHost, lab: str) -> bool:
     """Remove the lab's table; False when there was none (or nft is not installed)."""
-    host.enter()
-    if shutil.which("nft") is None:
+    try:
+        result = _nft(host, ["delete", "table", "inet", table_name(lab)])
+    except LabError:
         return False
-    return _nft(["delete", "table", "inet", table_name(lab)]).returncode == 0
+    return result.returncode == 0

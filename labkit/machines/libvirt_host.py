@@ -2,7 +2,9 @@
 
 This machine is ``local``, reached at ``qemu:///system``; in host mode its libvirtd runs in a network namespace
 that labkit enters before it talks to the VMs. A remote host is the same value with a ``qemu+ssh://`` URI: it
-is connected to within ``connect_timeout`` seconds or reported unreachable (:mod:`labkit.machines.reach`).
+is connected to within ``connect_timeout`` seconds or reported unreachable (:mod:`labkit.machines.reach`);
+labkit also logs in to it over SSH (:mod:`labkit.machines.host_ssh`): its VMs' management networks live there,
+so connections to its nodes jump through it, and commands such as ``nft`` run there.
 """
 
 from __future__ import annotations
@@ -10,12 +12,22 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import shlex
+import shutil
+import subprocess
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from labkit.errors import HostError
+from labkit.machines.host_ssh import (
+    CommandResult,
+    HostSsh,
+    host_ssh_from_uri,
+    open_host,
+    run_over_ssh,
+)
 from labkit.machines.reach import is_remote, open_within
 
 log = logging.getLogger(__name__)
@@ -35,7 +47,8 @@ POOL_XML = """<pool type='dir'>
 
 @dataclass(frozen=True)
 class Netns:
-    """The network namespace a host's VM networks live in (host mode), and the file that records it."""
+    """The network namespace labkit enters before it talks to a host: host mode's, where this machine's VM
+    networks live and where the links to remote hosts start; and the file that records it."""
 
     name: str
     path: Path
@@ -55,7 +68,13 @@ class LibvirtHost:
     netns: Netns | None = None
     connect_timeout: float = 20.0
     """Seconds a remote host has to answer a new connection."""
+    ssh: HostSsh | None = None
+    """How labkit logs in to a remote host itself; None: from its URI (see :meth:`ssh_login`)."""
     _conn: Any = field(default=None, init=False, repr=False, compare=False)
+    _gateway: Any = field(default=None, init=False, repr=False, compare=False)
+    _gateway_lock: threading.Lock = field(
+        default_factory=threading.Lock, init=False, repr=False, compare=False
+    )
 
     @property
     def remote(self) -> bool:
@@ -98,6 +117,44 @@ class LibvirtHost:
         """The storage pool VM disks go in, defined, started and autostarted if it was not."""
         return ensure_storage_pool(self.connect(), self.pool, self.pool_path)
 
+    def ssh_login(self) -> HostSsh:
+        """How labkit logs in to this remote host over SSH."""
+        if not self.remote:
+            raise HostError(f"host {self.name} is this machine: labkit does not log in to it over SSH")
+        return self.ssh or host_ssh_from_uri(self.uri)
+
+    def gateway(self) -> Any:
+        """The SSH connection to this remote host that connections to its nodes go through (fabric's
+        ``gateway``): one per host, shared by threads, opened again when it died; HostError within the login's
+        ``connect_timeout`` when the host does not answer."""
+        with self._gateway_lock:
+            if self._gateway is None or not self._gateway.is_connected:
+                self.enter()
+                self._gateway = open_host(self.ssh_login(), self.name)
+            return self._gateway
+
+    def run(self, argv: list[str], stdin: str | None = None, timeout: float = 30.0) -> CommandResult:
+        """``argv`` run on this host, fed ``stdin``, within ``timeout`` seconds: here (after entering its
+        namespace), or over SSH on a remote host. A missing program exits 127, as in a shell."""
+        if self.remote:
+            return run_over_ssh(self.gateway(), shlex.join(argv), self.name, stdin, timeout)
+        self.enter()
+        program = shutil.which(argv[0]) or shutil.which(argv[0], path="/usr/sbin:/sbin")
+        if program is None:
+            return CommandResult(127, "", f"{argv[0]}: not found")
+        try:
+            done = subprocess.run(
+                [program, *argv[1:]],
+                input=stdin,
+                capture_output=True,
+                text=True,
+                timeout=timeout,
+                check=False,
+            )
+        except subprocess.TimeoutExpired:
+            raise HostError(f"{' '.join(argv)} did not finish within {timeout:.0f} s") from None
+        return CommandResult(done.returncode, done.stdout, done.stderr)
+
     def close(self) -> None:
         if self._conn is not None:
             try:
@@ -105,6 +162,10 @@ class LibvirtHost:
             except Exception:
                 log.debug("closing the libvirt connection to %s failed", self.name, exc_info=True)
             self._conn = None
+        with self._gateway_lock:
+            if self._gateway is not None:
+                self._gateway.close()
+                self._gateway = None
 
 
 def _alive(conn: Any) -> bool:

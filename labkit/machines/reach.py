@@ -94,7 +94,7 @@ def open_within(uri: str, timeout: float, name: str) -> Any:
 
     silence_libvirt_errors()
     pending = start(lambda: libvirt.open(noninteractive(uri)), f"connect {name}", cleanup=_close)
-    hint = f"check that host {name} is up and that `virsh -c '{uri}' version` answers from here"
+    hint = f"`labkit hosts list` shows which hosts answer; `virsh -c '{uri}' version` tries this one"
     if not pending.done.wait(timeout):
         pending.abandon()
         raise HostError(f"host {name} is unreachable: no answer within {timeout:.0f} s", hint=hint)

@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 from labkit.errors import HostError
+from labkit.machines.host_ssh import HostSsh
 from labkit.paths import LabPaths
 
 SSH_USER = "vagrant"
@@ -83,11 +84,17 @@ def _public_from_private(key: Path) -> str:
     return line if len(line.split()) > 2 else f"{line} {comment}"
 
 
-def ssh_config_text(lab: LabPaths, hosts: dict[str, str]) -> str:
+def jump_alias(host: str) -> str:
+    """The ``Host`` name of a lab's libvirt host in its ssh_config (never a node's name: nodes have no '.')."""
+    return f"labkit-host.{host}"
+
+
+def ssh_config_text(lab: LabPaths, hosts: dict[str, str], jump: tuple[str, HostSsh] | None = None) -> str:
     """One Host block per node (name -> management IP). The node's host key is the one ``labkit up`` recorded
     in the lab's known_hosts, under the node's name (``HostKeyAlias``: management IPs can change); any other
-    key is refused."""
-    blocks = []
+    key is refused. With ``jump`` (the lab's remote host: its name and login), every node is reached through
+    that host (``ProxyJump``), whose own key is checked against its known_hosts."""
+    blocks = [jump[1].jump_block(jump_alias(jump[0]))] if jump else []
     for name, ip in hosts.items():
         blocks.append(
             "\n".join(
@@ -103,14 +110,15 @@ def ssh_config_text(lab: LabPaths, hosts: dict[str, str]) -> str:
                     "  UpdateHostKeys no",
                     "  LogLevel ERROR",
                     "  ConnectTimeout 10",
+                    *([f"  ProxyJump {jump_alias(jump[0])}"] if jump else []),
                 ]
             )
         )
     return "\n\n".join(blocks) + "\n"
 
 
-def write_ssh_config(lab: LabPaths, hosts: dict[str, str]) -> Path:
-    text = ssh_config_text(lab, hosts)
+def write_ssh_config(lab: LabPaths, hosts: dict[str, str], jump: tuple[str, HostSsh] | None = None) -> Path:
+    text = ssh_config_text(lab, hosts, jump)
     if not lab.ssh_config.exists() or lab.ssh_config.read_text() != text:
         tmp = lab.ssh_config.with_suffix(".tmp")
         tmp.write_text(text)

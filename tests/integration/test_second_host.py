@@ -11,10 +11,8 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,53 +23,19 @@ import pytest
 from labkit.hostsetup.processes import find_libvirtd, ns_id, pids_in_netns, proc_stat
 from labkit.hostsetup.second_host.layout import SecondHostPaths
 
+from .second_hosts import labkit, missing_tool, print_logs
+
 pytestmark = [pytest.mark.host2, pytest.mark.timeout(300)]
-
-TOOLS = (
-    "ip",
-    "unshare",
-    "nsenter",
-    "libvirtd",
-    "virtlogd",
-    "sshd",
-    "ssh",
-    "ssh-keygen",
-    "virsh",
-    "virt-ssh-helper",
-)
-LABKIT = [sys.executable, "-c", "from labkit.cli import main; main()"]
-NO_MACHINE_LIBVIRT = 'mount -t tmpfs labkit-test /run/libvirt && exec "$@"'
-
-
-def _missing_tool() -> str | None:
-    for tool in TOOLS:
-        if shutil.which(tool) is None and shutil.which(tool, path="/usr/sbin:/sbin") is None:
-            return tool
-    return None
 
 
 @pytest.fixture(autouse=True)
 def _root_and_tools(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     if os.geteuid() != 0:
         pytest.skip("a second host needs root (namespaces, libvirtd, sshd)")
-    missing = _missing_tool()
+    missing = missing_tool()
     if missing is not None:
         pytest.skip(f"{missing} is not installed")
     monkeypatch.setenv("LABKIT_RUN_DIR", str(tmp_path / "run"))  # never the machine's host mode
-
-
-def labkit(*args: str, side: str | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    """`labkit ARGS`; with ``side``, in the stand-in namespace with no view of the machine's libvirtd."""
-    cmd = [*LABKIT, *args]
-    if side is not None:
-        cmd = ["ip", "netns", "exec", side, "unshare", "--mount", "--propagation", "private"]
-        cmd += ["sh", "-c", NO_MACHINE_LIBVIRT, "sh", *LABKIT, *args]
-    result = subprocess.run(cmd, capture_output=True, text=True, timeout=120, env=os.environ.copy())
-    if check and result.returncode != 0:
-        raise AssertionError(
-            f"labkit {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
-        )
-    return result
 
 
 def netns_names() -> list[str]:
@@ -87,15 +51,6 @@ def side() -> Iterator[str]:
     subprocess.run(["ip", "netns", "exec", name, "ip", "link", "set", "lo", "up"], check=True)
     yield name
     subprocess.run(["ip", "netns", "delete", name], check=False)
-
-
-def _print_logs(paths: SecondHostPaths) -> None:
-    """Shown by pytest only when the test failed."""
-    for daemon in ("libvirtd", "virtlogd", "sshd"):
-        log = paths.log(daemon)
-        if log.exists():
-            print(f"---- {log} (last 60 lines) ----")
-            print("\n".join(log.read_text(errors="replace").splitlines()[-60:]))
 
 
 class SecondHost:
@@ -120,7 +75,7 @@ def hosts(side: str) -> Iterator[list[SecondHost]]:
     started: list[SecondHost] = []
     yield started
     for host in started:
-        _print_logs(host.paths)
+        print_logs(host.paths)
         labkit("host", "down", "--name", host.name, "--force", check=False)
 
 

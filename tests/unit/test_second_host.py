@@ -136,14 +136,18 @@ def test_an_unreadable_record_says_what_to_do() -> None:
     assert caught.value.hint and "pids" in caught.value.hint
 
 
-def test_sshd_takes_root_by_key_only_on_the_host_address() -> None:
+def test_sshd_takes_root_by_key_only_on_the_host_address_and_forwards_to_ssh_ports_only() -> None:
     paths = SecondHostPaths.for_host("h2")
     lines = sshd_config_text(paths, "10.251.0.6").splitlines()
     assert "ListenAddress 10.251.0.6:22" in lines
     for setting in (
         "PermitRootLogin prohibit-password",
         "PasswordAuthentication no",
-        "AllowTcpForwarding no",
+        "AllowTcpForwarding local",
+        "PermitOpen *:22",
+        "PermitListen none",
+        "AllowAgentForwarding no",
+        "PermitTunnel no",
     ):
         assert setting in lines
     assert f'AuthorizedKeysFile "{paths.authorized_keys}"' in lines

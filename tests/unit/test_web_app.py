@@ -62,6 +62,15 @@ def test_the_trainer_sees_the_grid_with_a_cell_per_trainee_and_stage(
     )
 
 
+def test_the_grid_says_which_trainees_are_on_a_host_that_does_not_answer(
+    client: TestClient, service: RecordingService, trainer: str
+) -> None:
+    bob = service.grid.trainees[1]
+    bob.host, bob.host_unreachable = "h2", "host h2 is unreachable over SSH (root@10.251.0.2): timed out"
+    page = client.get("/", headers=bearer(trainer)).text
+    assert page.count("does not answer") == 1 and "(host h2 does not answer)" in page
+
+
 def test_the_trainer_gets_the_grid_as_class_status_json_prints_it(client: TestClient, trainer: str) -> None:
     answer = client.get("/grid.json", headers=bearer(trainer))
     assert answer.status_code == 200

@@ -53,7 +53,8 @@ def _public(key: Path) -> str:
 
 
 def sshd_config_text(paths: SecondHostPaths, address: str) -> str:
-    """sshd for labkit alone: root by key only, on the host's address only."""
+    """sshd for labkit alone: root by key only, on the host's address only; forwarding only to SSH ports (the
+    VMs' sshd behind the host)."""
     return "\n".join(
         [
             "# labkit: the sshd of second host "
@@ -72,7 +73,11 @@ def sshd_config_text(paths: SecondHostPaths, address: str) -> str:
             # sshd's check that every directory above authorized_keys is closed to others.
             "StrictModes no",
             "UseDNS no",
-            "AllowTcpForwarding no",
+            # labkit reaches the VMs' SSH through this host (their management networks live here): local
+            # forwarding to port 22 only; no remote forwarding, no listening, no agent, no tunnel
+            "AllowTcpForwarding local",
+            "PermitOpen *:22",
+            "PermitListen none",
             "AllowAgentForwarding no",
             "X11Forwarding no",
             "PermitTunnel no",
