@@ -32,6 +32,7 @@ from labkit.classroom.access import (
     trainee_labs,
 )
 from labkit.classroom.gateway import Listen, require_gateway_tools
+from labkit.classroom.placement import HostRoom, place
 from labkit.classroom.progress import TraineeReporter
 from labkit.classroom.record import (
     FAILING,
@@ -48,7 +49,9 @@ from labkit.classroom.record import (
 )
 from labkit.classroom.roster import check_names, golden_lab, trainee_lab
 from labkit.errors import HostError, LabError, LabkitError, UsageError
+from labkit.hostsetup import pool
 from labkit.hostsetup.hostmode import local_host
+from labkit.hostsetup.pool_survey import survey
 from labkit.kinds.checks import CheckResult
 from labkit.kinds.compile import load_scenario
 from labkit.lab import Lab, ResetReport, destroy_by_name
@@ -157,11 +160,13 @@ class Classroom:
         until: str,
         reporter: Reporter | None = None,
         ksm: bool = True,
+        hosts: list[str] | None = None,
     ) -> ClassUpReport:
         """The golden lab solved and verified to ``until`` (reused when it is), then a clone for each trainee
         who has none. Everything is validated, and the host's room for the new labs checked, before any VM.
         ``ksm``: turn the kernel's same-page merging on for the clones where it is off (labkit turns it off
-        again with its last class)."""
+        again with its last class). ``hosts``: pool hosts (``labkit hosts list``) to spread the trainee labs
+        over, whole labs by free RAM and disk; the golden lab stays on the class's own host."""
         reporter = reporter or LogReporter()
         started = time.monotonic()
         loaded = scenario if isinstance(scenario, Scenario) else load_scenario(scenario)
@@ -172,6 +177,7 @@ class Classroom:
                 "pick a stage with checks for --until",
             )
         check_names(self.name, trainees)
+        targets = {name: pool.libvirt_host(name) for name in hosts or []}  # unknown host: one line, now
         with self._locked("up"):
             record = self._record_for(loaded, stage.name)
             golden = Lab.create(loaded, golden_lab(self.name), self.host)
@@ -179,14 +185,19 @@ class Classroom:
             wanted = [t for t in trainees if not self._has_lab(t)]
             report = ClassUpReport(self.name, golden.name, stage.name, reused)
             report.already = [t for t in trainees if t not in wanted]
+            placed = dict.fromkeys(wanted, self.host.name)
             if wanted:
-                self._room_for(golden, len(wanted))
-                self._stop_golden(golden)
+                if targets:
+                    self._stop_golden(golden)  # its RAM is free for the survey
+                    placed = self._place(golden, wanted, list(targets))
+                else:
+                    self._room_for(golden, len(wanted))
+                    self._stop_golden(golden)
                 report.ksm_turned_on = capacity.turn_ksm_on() if ksm else False
                 record.ksm_turned_on = record.ksm_turned_on or report.ksm_turned_on
             record.trainees = list(dict.fromkeys([*record.trainees, *trainees]))
             write_record(record)
-            self._clone_all(golden, stage.snapshot_name, wanted, report, reporter)
+            self._clone_all(golden, stage.snapshot_name, placed, targets, report, reporter)
             report.isolated = self.isolate(trainees)
         report.seconds = time.monotonic() - started
         return report
@@ -271,23 +282,53 @@ class Classroom:
             while dom.isActive() and time.monotonic() < deadline:
                 time.sleep(0.5)
 
+    def _place(self, golden: Lab, trainees: list[str], hosts: list[str]) -> dict[str, str]:
+        """Trainee -> host, whole labs over ``hosts`` by RAM and disk left (the golden already shut off)."""
+        assert golden.state is not None
+        domains = golden._domains(golden.host.connect())
+        disks = sum(disk_bytes(golden_disk(dom)) for dom in domains.values())
+        per_vm = capacity.RAM_PER_CLONE_VM_MIB.get(golden.state.accel, 700)
+        facts = {report.host.name: report.facts for report in survey()}
+        rooms = []
+        for name in hosts:
+            seen = facts[name]
+            rooms.append(
+                HostRoom(
+                    name=name,
+                    reachable=seen.reachable,
+                    reason=seen.reason,
+                    ram_free_mib=seen.ram_free // 2**20 if seen.ram_free is not None else None,
+                    disk_free_bytes=seen.disk_free,
+                    labs=len(seen.labs),
+                    max_labs=pool.pool_host(name).max_labs,
+                )
+            )
+        return place(self.name, trainees, rooms, per_vm * len(domains), disks)
+
     def _clone_all(
-        self, golden: Lab, snapshot: str, trainees: list[str], report: ClassUpReport, reporter: Reporter
+        self,
+        golden: Lab,
+        snapshot: str,
+        placed: dict[str, str],
+        targets: dict[str, LibvirtHost],
+        report: ClassUpReport,
+        reporter: Reporter,
     ) -> None:
-        if not trainees:
+        if not placed:
             return
-        reporter.start(trainees, 3)
+        reporter.start(list(placed), 3)
         try:
-            for trainee in trainees:
+            for trainee, host in placed.items():
                 _, cloned = clone_lab(
                     golden,
                     snapshot,
                     trainee_lab(self.name, trainee),
                     self.name,
                     TraineeReporter(reporter, trainee),
+                    targets.get(host, self.host),
                 )
                 report.cloned[trainee] = cloned
-                reporter.step(trainee, f"ready in {cloned.seconds:.1f} s", 3)
+                reporter.step(trainee, f"ready on {host} in {cloned.seconds:.1f} s", 3)
         finally:
             reporter.finish()
 

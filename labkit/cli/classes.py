@@ -44,6 +44,13 @@ def up_cmd(
         bool,
         typer.Option("--ksm/--no-ksm", help="Turn KSM on for the clones (shared identical memory pages)"),
     ] = True,
+    hosts: Annotated[
+        str | None,
+        typer.Option(
+            "--hosts",
+            help="Pool hosts to spread the trainee labs over, e.g. local,h2 (whole labs, by free RAM and disk)",
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Solve the golden lab to STAGE once (or reuse it), then clone a lab per trainee, running, in seconds each.
@@ -54,14 +61,15 @@ def up_cmd(
         )
     names = read_roster(roster) if roster is not None else numbered(trainees or 0)
     _enter_host_namespace()
-    report = Classroom(name).up(scenario, names, until, RichReporter(err), ksm=ksm)
+    spread = [h.strip() for h in hosts.split(",") if h.strip()] if hosts is not None else None
+    report = Classroom(name).up(scenario, names, until, RichReporter(err), ksm=ksm, hosts=spread)
     if as_json:
         _print_json({**report.__dict__, "cloned": {k: v.__dict__ for k, v in report.cloned.items()}})
         return
     golden = "reused" if report.golden_reused else "solved and verified"
     out.print(f"class {name}: golden lab {report.golden} {golden} at {report.stage}")
     for trainee, cloned in report.cloned.items():
-        out.print(f"  {trainee}: lab {cloned.lab} ready in {cloned.seconds:.1f} s")
+        out.print(f"  {trainee}: lab {cloned.lab} on host {cloned.host}, ready in {cloned.seconds:.1f} s")
     if report.already:
         out.print(f"  already there: {', '.join(report.already)}")
     if report.ksm_turned_on:

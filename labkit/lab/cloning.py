@@ -20,7 +20,7 @@ from typing import Any
 
 from labkit.errors import LabError, UsageError
 from labkit.lab.lifecycle import Lab
-from labkit.machines.clones import CloneSpec, clone_domain, flap_link
+from labkit.machines.clones import CloneSpec, clone_domain, flap_link, golden_disk
 from labkit.machines.domains import (
     destroy_lab,
     domain_labels,
@@ -29,6 +29,8 @@ from labkit.machines.domains import (
     management_network_name,
     network_cidrs,
 )
+from labkit.machines.host_files import copy_overlay, ensure_backing_chain
+from labkit.machines.libvirt_host import LibvirtHost
 from labkit.machines.snapshots import SnapshotSet, find_set
 from labkit.machines.sshkeys import ensure_lab_key, forget_lab_key
 from labkit.machines.vagrantfile import default_management_network, domain_prefix, lab_network
@@ -43,7 +45,11 @@ class CloneReport:
     lab: str
     snapshot: str
     seconds: float = 0.0
+    host: str = "local"
+    copy_seconds: dict[str, float] = field(default_factory=dict)
+    """Per node: its disk copied (and, the first time on a host, the box it is backed by)."""
     revert_seconds: dict[str, float] = field(default_factory=dict)
+    """Per node: from the start of its clone to its VM running (the copies included)."""
     clock_offsets: dict[str, float] = field(default_factory=dict)
 
 
@@ -75,7 +81,9 @@ def _description(golden_dom: Any, lab: str, node: str, class_name: str) -> str:
     )
 
 
-def _clone_state(golden: Lab, name: str, class_name: str, snapshot: SnapshotSet, cidr: str) -> LabState:
+def _clone_state(
+    golden: Lab, name: str, class_name: str, snapshot: SnapshotSet, cidr: str, host: str
+) -> LabState:
     source = golden._require_state()
     nodes = {
         node: NodeState(
@@ -107,31 +115,37 @@ def _clone_state(golden: Lab, name: str, class_name: str, snapshot: SnapshotSet,
         solved_stages=[s for s in source.solved_stages if s in keep],
         class_name=class_name,
         cloned_from=f"{golden.name}/{record.name}",
-        host=golden.host.name,
+        host=host,
     )
 
 
 def clone_lab(
-    golden: Lab, snapshot: str, name: str, class_name: str, reporter: Reporter | None = None
+    golden: Lab,
+    snapshot: str,
+    name: str,
+    class_name: str,
+    reporter: Reporter | None = None,
+    host: LibvirtHost | None = None,
 ) -> tuple[Lab, CloneReport]:
-    """Lab ``name`` as a clone of ``golden``'s verified set ``snapshot``; its VMs run at that snapshot. The
-    golden's VMs must be shut off (their disks are copied). On failure nothing of the new lab is left."""
+    """Lab ``name`` as a clone of ``golden``'s verified set ``snapshot``, on ``host`` (default: the golden's);
+    its VMs run at that snapshot. The golden's VMs must be shut off (their disks are copied; to another host
+    with their backing box, once per host, checked by sha256). On failure nothing of the new lab is left."""
     reporter = reporter or LogReporter()
     started = time.monotonic()
-    host = golden.host
+    host = host or golden.host
     conn = host.connect()
     found = verified_set(golden, snapshot)
     clone = Lab(golden.scenario, name, None, host)
     if clone.paths.state.exists():
         raise UsageError(f"lab {name} already exists", f"`labkit destroy {name}` first")
-    report = CloneReport(lab=name, snapshot=snapshot)
+    report = CloneReport(lab=name, snapshot=snapshot, host=host.name)
     with clone._locked("clone"):  # taken before anything is made: a busy lab is refused, never removed
         if clone.state is not None:
             raise UsageError(f"lab {name} already exists", f"`labkit destroy {name}` first")
         try:
             taken = {c for net, c in network_cidrs(conn).items() if net != management_network_name(name)}
             state = _clone_state(
-                golden, name, class_name, found, default_management_network(name, taken).cidr
+                golden, name, class_name, found, default_management_network(name, taken).cidr, host.name
             )
             clone.state = state
             clone._save()
@@ -179,26 +193,36 @@ def _clone_domains(
         golden.state.management_network: clone.state.management_network,
         golden.state.lab_network: clone.state.lab_network,
     }
-    pool_dir = golden.host.pool_path
+    source, target = golden.host, clone.host
+    pool_dir = target.pool_path
+    if target.name != source.name:
+        target.ensure_pool()  # the directory the copies go to
 
     def one(node: str) -> None:
         began = time.monotonic()
-        conn = golden.host.open()
+        source_conn = source.open()
+        target_conn = target.open() if target.name != source.name else source_conn
         try:
-            golden_dom = conn.lookupByName(golden_domains[node].name())
+            golden_dom = source_conn.lookupByName(golden_domains[node].name())
             spec = CloneSpec(
                 name=f"{domain_prefix(clone.name)}{node}",
                 description=_description(golden_dom, clone.name, node, class_name),
                 disk=Path(pool_dir) / f"{domain_prefix(clone.name)}{node}.img",
                 networks=networks,
             )
-            dom = clone_domain(conn, golden_dom, found.snapshots[node], spec)
+            overlay = str(golden_disk(golden_dom))
+            copies = ensure_backing_chain(source, target, overlay)  # the box: once per host
+            copied = copy_overlay(source, target, overlay, str(spec.disk))
+            report.copy_seconds[node] = copied.seconds + sum(c.seconds for c in copies if c.copied)
+            dom = clone_domain(target_conn, golden_dom, found.snapshots[node], spec, target)
             report.revert_seconds[node] = time.monotonic() - began
             reporter.step(node, f"cloned and running ({report.revert_seconds[node]:.1f} s)", 1)
             assert clone.state is not None
             flap_link(dom, clone.state.management_network)
         finally:
-            conn.close()
+            source_conn.close()
+            if target_conn is not source_conn:
+                target_conn.close()
 
     with ThreadPoolExecutor(max_workers=len(golden_domains)) as pool:
         futures = {node: pool.submit(one, node) for node in golden_domains}

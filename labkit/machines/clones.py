@@ -24,6 +24,7 @@ from typing import Any
 
 from labkit.errors import LabError
 from labkit.machines.domains import domain_disk_paths
+from labkit.machines.libvirt_host import LibvirtHost
 
 COPY_TIMEOUT = 600.0
 QEMU_IMG_TIMEOUT = 120.0
@@ -125,35 +126,31 @@ def copy_disk(source: Path, target: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def internal_snapshots(disk: Path) -> list[str]:
-    """Names of the internal snapshots inside a qcow2 file (offline)."""
-    result = subprocess.run(
-        ["qemu-img", "snapshot", "-U", "-l", str(disk)],
-        check=True,
-        capture_output=True,
-        text=True,
-        timeout=QEMU_IMG_TIMEOUT,
-    )
+def internal_snapshots(host: LibvirtHost, disk: Path) -> list[str]:
+    """Names of the internal snapshots inside a qcow2 file (offline) on ``host``."""
+    listed = host.run(["qemu-img", "snapshot", "-U", "-l", str(disk)], timeout=QEMU_IMG_TIMEOUT)
+    if not listed.ok:
+        raise LabError(
+            f"host {host.name}: qemu-img cannot list the snapshots of {disk}: {listed.stderr.strip()}"
+        )
     names = []
-    for line in result.stdout.splitlines():
+    for line in listed.stdout.splitlines():
         words = line.split()
         if len(words) >= 2 and words[0].isdigit():
             names.append(words[1])
     return names
 
 
-def keep_only_snapshot(disk: Path, keep: str) -> list[str]:
+def keep_only_snapshot(host: LibvirtHost, disk: Path, keep: str) -> list[str]:
     """Delete every internal snapshot of the (offline) copy but ``keep``: the golden's earlier stages are not
     the clone's, and a later snapshot of the clone must not meet a hidden one of the same name."""
-    dropped = [name for name in internal_snapshots(disk) if name != keep]
+    dropped = [name for name in internal_snapshots(host, disk) if name != keep]
     for name in dropped:
-        subprocess.run(
-            ["qemu-img", "snapshot", "-d", name, str(disk)],
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=QEMU_IMG_TIMEOUT,
-        )
+        deleted = host.run(["qemu-img", "snapshot", "-d", name, str(disk)], timeout=QEMU_IMG_TIMEOUT)
+        if not deleted.ok:
+            raise LabError(
+                f"host {host.name}: qemu-img cannot delete {name} in {disk}: {deleted.stderr.strip()}"
+            )
     return dropped
 
 
@@ -164,9 +161,10 @@ def golden_disk(dom: Any) -> Path:
     return Path(paths[0])
 
 
-def clone_domain(conn: Any, golden: Any, snapshot: str, spec: CloneSpec) -> Any:
-    """Define the clone of ``golden`` (shut off, so its disk is still) at its snapshot ``snapshot`` and revert
-    it there, running. The caller removes a half-made clone on failure (its domain and disk by name)."""
+def clone_domain(conn: Any, golden: Any, snapshot: str, spec: CloneSpec, host: LibvirtHost) -> Any:
+    """Define the clone of ``golden`` (shut off, so its disk is still) at its snapshot ``snapshot`` on ``host``
+    (``conn``), its disk already copied to ``spec.disk`` there, and revert it, running. The caller removes a
+    half-made clone on failure (its domain and disk by name)."""
     libvirt = _libvirt()
     if golden.isActive():
         raise LabError(f"{golden.name()} is running: the golden lab must be shut off while it is cloned")
@@ -175,8 +173,7 @@ def clone_domain(conn: Any, golden: Any, snapshot: str, spec: CloneSpec) -> Any:
         if spec.uuid
         else CloneSpec(spec.name, spec.description, spec.disk, spec.networks, str(uuid.uuid4()))
     )
-    copy_disk(golden_disk(golden), spec.disk)
-    keep_only_snapshot(spec.disk, snapshot)
+    keep_only_snapshot(host, spec.disk, snapshot)
     definition = clone_domain_xml(golden.XMLDesc(libvirt.VIR_DOMAIN_XML_INACTIVE), spec)
     dom = conn.defineXML(definition)
     snap_xml = golden.snapshotLookupByName(snapshot, 0).getXMLDesc(libvirt.VIR_DOMAIN_SNAPSHOT_XML_SECURE)
