@@ -1,0 +1,114 @@
+"""Benchmark: placing and cloning a trainee lab on another libvirt host, against cloning it on this one.
+
+In one run, on pod-routes `--until routes` (as bench/class.py): a second host on this machine
+(`labkit host up --name bench-h2`, reached by qemu+ssh over a veth), the golden lab built here, then
+- **baseline**: a trainee lab cloned on this host (`class up --hosts local`), to its checks passing;
+- **remote, first**: a trainee lab cloned on bench-h2: the box image and the golden's disks are copied over
+  SSH (checked by sha256), then the same clone steps run there;
+- **remote, again**: a second trainee lab on bench-h2: the box is already there, only the disks are copied;
+- **the base image copy**, once per host, and the check that finds it there the second time.
+
+    .venv/bin/python bench/hosts.py      (root; needs `labkit host up` or a systemd libvirtd)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from labkit.classroom import Classroom  # noqa: E402
+from labkit.hostsetup.hostmode import enter_host_namespace  # noqa: E402
+from labkit.kinds.compile import load_scenario  # noqa: E402
+from labkit.lab import Lab  # noqa: E402
+from labkit.lab.cloning import CloneReport  # noqa: E402
+from labkit.lab.readiness import ensure_boxes  # noqa: E402
+from labkit.progress import LogReporter  # noqa: E402
+from tests.integration.artifact_server import serve_artifacts  # noqa: E402
+
+CLASS = "bench-hosts"
+H2 = "bench-h2"
+SCENARIO = "pod-routes"
+POINT = "routes"
+SERVED = [("cni-plugins", "1.1.1")]
+
+
+def labkit_cli(*args: str) -> str:
+    command = [sys.executable, "-c", "from labkit.cli import main; main()", *args]
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        raise SystemExit(f"labkit {' '.join(args)} failed ({result.returncode}): {result.stderr.strip()}")
+    return result.stdout
+
+
+def second_host() -> None:
+    labkit_cli("host", "down", "--name", H2)
+    subprocess.run(
+        [sys.executable, "-c", "from labkit.cli import main; main()", "hosts", "remove", H2],
+        capture_output=True,
+        check=False,
+    )
+    uri = re.search(r"its URI: (\S+)", labkit_cli("host", "up", "--name", H2))
+    if uri is None:
+        raise SystemExit("labkit host up --name printed no URI")
+    labkit_cli("hosts", "add", H2, uri.group(1))
+
+
+def ready(room: Classroom, trainee: str, host: str) -> tuple[float, CloneReport]:
+    """From `class up` of one trainee on ``host`` to its checks passing there."""
+    started = time.monotonic()
+    report = room.up(SCENARIO, [trainee], POINT, ksm=False, hosts=[host])
+    if not all(r.ok for r in Lab.load(f"{CLASS}-{trainee}").probe(POINT)):
+        raise SystemExit(f"{trainee}: the {POINT} checks fail on the clone on {host}")
+    return time.monotonic() - started, report.cloned[trainee]
+
+
+def main() -> int:
+    ensure_boxes(load_scenario(SCENARIO), LogReporter())
+    enter_host_namespace()
+    room = Classroom(CLASS)
+    with (
+        tempfile.TemporaryDirectory(prefix="labkit-bench-") as tmp,
+        serve_artifacts(SERVED, Path(tmp)) as served,
+    ):
+        served.fetch()
+        try:
+            room.destroy()
+            second_host()
+            started = time.monotonic()
+            room.up(SCENARIO, [], POINT, ksm=False)  # the golden lab, on this host
+            golden_seconds = time.monotonic() - started
+            local, local_report = ready(room, "l1", "local")
+            first, first_report = ready(room, "r1", H2)
+            again, again_report = ready(room, "r2", H2)
+        finally:
+            room.destroy()
+            labkit_cli("hosts", "remove", H2)
+            labkit_cli("host", "down", "--name", H2)
+    print(f"golden lab (up + solve + verify to {POINT}, here) {golden_seconds:.1f} s")
+    print(f"baseline: a trainee lab cloned on this host, ready in {local:.1f} s")
+    for label, seconds, report in (
+        ("on the second host, first (box copied there)", first, first_report),
+        ("on the second host, again (box already there)", again, again_report),
+    ):
+        copies = ", ".join(f"{n} {s:.1f} s" for n, s in sorted(report.copy_seconds.items()))
+        print(
+            f"trainee lab {label}: ready in {seconds:.1f} s = {seconds / local:.2f} x local (copies: {copies})"
+        )
+    print(
+        f"local copies for comparison: {', '.join(f'{n} {s:.1f} s' for n, s in local_report.copy_seconds.items())}"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    if os.geteuid() != 0:
+        sys.exit("bench/hosts.py needs root (libvirt qemu:///system, host mode, a second host)")
+    sys.exit(main())
