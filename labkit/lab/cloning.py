@@ -158,21 +158,7 @@ def clone_lab(
             try:
                 _clone_domains(golden, clone, found, class_name, report, reporter)
                 host.ensure_pool().refresh(0)
-                clone._discover_addresses(conn)
-                clone._configure_nodes(public_key, reporter, 3, also_keys=(golden.paths.ssh_key,))
-                nodes = list(state.nodes)
-                with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
-                    fixed = pool.map(lambda n: clone._fix_clock(n, reporter), nodes)
-                    report.clock_offsets = dict(zip(nodes, fixed, strict=True))
-                # the clone's own set replaces the golden's: its memory then holds this lab's key and address
-                record = found.record
-                clone.snapshot(
-                    record.name,
-                    force=True,
-                    stage=record.stage,
-                    verified=record.verified,
-                    checks=record.checks,
-                )
+                _make_it_its_own(golden, clone, found, public_key, report, reporter)
             finally:
                 reporter.finish()
             clone._save()
@@ -181,6 +167,24 @@ def clone_lab(
             raise
     report.seconds = time.monotonic() - started
     return clone, report
+
+
+def _make_it_its_own(
+    golden: Lab, clone: Lab, found: SnapshotSet, public_key: str, report: CloneReport, reporter: Reporter
+) -> None:
+    """The running clone gets its own addresses, key and clock, then its own snapshot set."""
+    assert clone.state is not None
+    clone._discover_addresses(clone.host.connect())
+    clone._configure_nodes(public_key, reporter, 3, also_keys=(golden.paths.ssh_key,))
+    nodes = list(clone.state.nodes)
+    with ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+        fixed = pool.map(lambda n: clone._fix_clock(n, reporter), nodes)
+        report.clock_offsets = dict(zip(nodes, fixed, strict=True))
+    # the clone's own set replaces the golden's: its memory then holds this lab's key and address
+    record = found.record
+    clone.snapshot(
+        record.name, force=True, stage=record.stage, verified=record.verified, checks=record.checks
+    )
 
 
 def _clone_domains(

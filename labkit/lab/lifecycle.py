@@ -175,11 +175,7 @@ class Lab(LabSnapshots):
         """Boot every VM and configure hostname, lab IP, /etc/hosts and the lab key. Safe to run again."""
         reporter = reporter or LogReporter()
         started = time.monotonic()
-        if self.host.remote:  # vagrant would need the box there and a way to its VMs: not wired yet
-            raise UsageError(
-                f"lab {self.name} is on host {self.host.name}: `labkit up` boots VMs on this machine only",
-                "bring the lab up on this machine (`local`)",
-            )
+        self._refuse_remote()
         self._refuse_clone()
         # The box is built from the host's apt mirror: before entering host mode's namespace, which has no route.
         ensure_boxes(self.scenario, reporter)
@@ -232,6 +228,13 @@ class Lab(LabSnapshots):
             self._save()
         report.seconds = time.monotonic() - started
         return report
+
+    def _refuse_remote(self) -> None:
+        if self.host.remote:  # vagrant would need the box there and a way to its VMs: not wired yet
+            raise UsageError(
+                f"lab {self.name} is on host {self.host.name}: `labkit up` boots VMs on this machine only",
+                "bring the lab up on this machine (`local`)",
+            )
 
     def _refuse_clone(self) -> None:
         if self.state is not None and self.state.cloned_from:
