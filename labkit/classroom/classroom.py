@@ -376,6 +376,8 @@ class Classroom:
             row.host_unreachable = down.get(row.host, "")
             if not row.host_unreachable:
                 try:
+                    if loaded.host.remote:
+                        loaded.host.connect()  # its libvirt answers, within the host's deadline
                     row.isolated = is_isolated(loaded.host, lab)
                 except HostError as exc:  # that host is down: its labs say so, the others are listed
                     row.host_unreachable = down[row.host] = exc.message

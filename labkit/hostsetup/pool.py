@@ -7,6 +7,7 @@ vagrant-libvirt speak.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import fcntl
 import json
@@ -123,6 +124,15 @@ def pool_host(name: str) -> PoolHost:
 
 _remote_hosts: dict[tuple[str, str, Netns | None, HostSsh], LibvirtHost] = {}
 _remote_hosts_lock = threading.Lock()
+
+
+@atexit.register
+def _close_remote_hosts() -> None:
+    """Close them while Python still runs: a libvirt connection collected at interpreter exit prints a
+    traceback (its module is half torn down by then)."""
+    with _remote_hosts_lock:
+        for host in _remote_hosts.values():
+            host.close()
 
 
 def libvirt_host(host: PoolHost | str) -> LibvirtHost:

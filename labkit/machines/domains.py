@@ -193,7 +193,12 @@ def destroy_lab(conn: Any, lab: str, nodes: Collection[str] | None = None) -> Re
         if dom.isActive():
             dom.destroy()
         flags = libvirt.VIR_DOMAIN_UNDEFINE_MANAGED_SAVE | libvirt.VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA
-        dom.undefineFlags(flags)
+        try:
+            dom.undefineFlags(flags)
+        except libvirt.libvirtError as exc:
+            # a domain libvirtd knew only as running (it lost the definition in a crash) is gone once stopped
+            if exc.get_error_code() != libvirt.VIR_ERR_NO_DOMAIN:
+                raise
         removed.domains.append(dom.name())
         for path in volume_paths:
             try:

@@ -224,15 +224,20 @@ def test_the_grid_shows_the_labs_of_a_down_host_as_such_and_asks_it_once(
     write_record(ClassRecord("c1", "three-node", scenario, "etcd", "c1-golden", ["ann", "bob", "cid"]))
     asked: list[str] = []
 
-    def is_isolated(host: LibvirtHost, lab: str) -> bool:
-        asked.append(host.name)
+    def connect(host: LibvirtHost) -> object:  # a remote host's libvirt is asked first
+        asked.append(f"{host.name} libvirt")
         if host.name == "h2":
             raise HostError("host h2 is unreachable over SSH (root@10.251.0.2): timed out")
+        return object()
+
+    def is_isolated(host: LibvirtHost, lab: str) -> bool:
+        asked.append(host.name)
         return True
 
+    monkeypatch.setattr(LibvirtHost, "connect", connect)
     monkeypatch.setattr("labkit.classroom.classroom.is_isolated", is_isolated)
     rows = {row.trainee: row for row in Classroom("c1").status().trainees}
-    assert asked == ["h2", "local"]
+    assert asked == ["h2 libvirt", "local"]
     assert rows["ann"].host == rows["bob"].host == "h2" and not rows["ann"].isolated
     assert rows["bob"].host_unreachable.startswith("host h2 is unreachable")
     assert rows["cid"].host == "local" and rows["cid"].isolated and not rows["cid"].host_unreachable
