@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -26,6 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from labkit.classroom import Classroom  # noqa: E402
 from labkit.hostsetup.hostmode import enter_host_namespace  # noqa: E402
+from labkit.hostsetup.second_host.layout import SecondHostPaths  # noqa: E402
 from labkit.kinds.compile import load_scenario  # noqa: E402
 from labkit.lab import Lab  # noqa: E402
 from labkit.lab.cloning import CloneReport  # noqa: E402
@@ -50,6 +52,7 @@ def labkit_cli(*args: str) -> str:
 
 def second_host() -> None:
     labkit_cli("host", "down", "--name", H2)
+    shutil.rmtree(SecondHostPaths.for_host(H2).root, ignore_errors=True)  # a fresh host, no earlier VMs
     subprocess.run(
         [sys.executable, "-c", "from labkit.cli import main; main()", "hosts", "remove", H2],
         capture_output=True,

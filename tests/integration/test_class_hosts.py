@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import sys
 import time
@@ -59,6 +60,7 @@ def second_host(libvirt_host: Any) -> Iterator[str]:
     """A second host on this machine, in the pool as ci-h2; down and out of the pool at the end."""
     labkit_cli("host", "down", "--name", H2, check=False)
     labkit_cli("hosts", "remove", H2, check=False)
+    shutil.rmtree(SecondHostPaths.for_host(H2).root, ignore_errors=True)  # a fresh host: no earlier run's VMs
     up = labkit_cli("host", "up", "--name", H2, timeout=300)
     uri = re.search(r"its URI: (\S+)", up.stdout)
     assert uri is not None, up.stdout
