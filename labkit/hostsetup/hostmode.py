@@ -21,8 +21,6 @@ import os
 import pwd
 import re
 import shutil
-import subprocess
-import tempfile
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -40,6 +38,7 @@ from labkit.hostsetup.processes import (
     ns_id,
     pids_in_netns,
     proc_stat,
+    run_daemonizing,
     run_tool,
     stop_process,
     wait_until,
@@ -207,28 +206,13 @@ def _start_daemon(name: str, state: HostState, qemu_conf: Path | None = None) ->
     if qemu_conf is not None:
         script = f'mount --bind "$1" {QEMU_CONF} && exec {name} -d'
         cmd = ["ip", "netns", "exec", state.netns, "sh", "-c", script, "sh", str(qemu_conf)]
-    env = dict(os.environ)
-    # Without systemd libvirt logs to stderr, which -d sends to /dev/null: keep warnings and errors in a file.
-    env["LIBVIRT_LOG_OUTPUTS"] = f"3:file:{host_run_dir() / (name + '.log')}"
-    with tempfile.TemporaryFile() as out:
-        proc = subprocess.run(
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            env=env,
-            cwd="/",
-            timeout=START_TIMEOUT,
-            check=False,
-        )
-        out.seek(0)
-        text = out.read().decode(errors="replace").strip()
+    returncode, text = run_daemonizing(cmd, host_run_dir() / (name + ".log"), START_TIMEOUT)
     # -d returns once the daemon is initialised; the pidfile is written by then, but do not rely on it.
     wait_until(lambda: daemon_from_pidfile(name) is not None, 10.0)
     daemon = daemon_from_pidfile(name)
     if daemon is None:
         raise HostError(
-            f"{name} -d did not start (exit {proc.returncode}): {text or 'no output'}",
+            f"{name} -d did not start (exit {returncode}): {text or 'no output'}",
             hint=f"read {host_run_dir() / (name + '.log')}",
         )
     return daemon

@@ -162,3 +162,24 @@ def pids_in_netns(ns: tuple[int, int]) -> list[int]:
             if ns_id(f"/proc/{pid}/ns/net") == ns:
                 found.append(pid)
     return found
+
+
+def run_daemonizing(cmd: list[str], log: Path, timeout: float) -> tuple[int, str]:
+    """Run a libvirt daemon's ``-d`` start (it forks into the background once ready) with its warnings and
+    errors kept in ``log``: without systemd libvirt logs to stderr, which ``-d`` sends to /dev/null. Returns the
+    exit code and what the command printed."""
+    env = dict(os.environ)
+    env["LIBVIRT_LOG_OUTPUTS"] = f"3:file:{log}"
+    with tempfile.TemporaryFile() as out:
+        proc = subprocess.run(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            env=env,
+            cwd="/",
+            timeout=timeout,
+            check=False,
+        )
+        out.seek(0)
+        return proc.returncode, out.read().decode(errors="replace").strip()

@@ -8,19 +8,16 @@ that runs. Each daemon writes its pid file under the host's directory, never /ru
 
 from __future__ import annotations
 
-import os
 import shlex
 import shutil
 import stat
-import subprocess
-import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
 from labkit.errors import HostError
 from labkit.hostsetup.hostmode import QEMU_CONF, qemu_conf_as_root
-from labkit.hostsetup.processes import Daemon, comm, proc_stat, wait_until
+from labkit.hostsetup.processes import Daemon, comm, proc_stat, run_daemonizing, wait_until
 from labkit.hostsetup.second_host.layout import SecondHostPaths
 from labkit.hostsetup.second_host.record import SecondHostState
 from labkit.machines.libvirt_host import silence_libvirt_errors
@@ -111,29 +108,14 @@ def start_daemon(state: SecondHostState, paths: SecondHostPaths, name: str) -> D
     """Start one daemon in the host's namespaces and return it as read from its pid file."""
     argv = daemon_argv(paths, name)
     paths.pidfile(name).unlink(missing_ok=True)
-    env = dict(os.environ)
-    # Without systemd libvirt logs to stderr, which -d sends to /dev/null: keep warnings and errors in a file.
-    env["LIBVIRT_LOG_OUTPUTS"] = f"3:file:{paths.log(name)}"
-    with tempfile.TemporaryFile() as out:
-        proc = subprocess.run(
-            namespace_argv(state, paths, argv),
-            stdin=subprocess.DEVNULL,
-            stdout=out,
-            stderr=out,
-            env=env,
-            cwd="/",
-            timeout=START_TIMEOUT,
-            check=False,
-        )
-        out.seek(0)
-        text = out.read().decode(errors="replace").strip()
-    if proc.returncode == 0:  # each forks into the background once ready; its pid file may lag a little
+    returncode, text = run_daemonizing(namespace_argv(state, paths, argv), paths.log(name), START_TIMEOUT)
+    if returncode == 0:  # each forks into the background once ready; its pid file may lag a little
         wait_until(lambda: _from_pidfile(paths, name, argv[0]) is not None, 10.0)
-    daemon = _from_pidfile(paths, name, argv[0]) if proc.returncode == 0 else None
+    daemon = _from_pidfile(paths, name, argv[0]) if returncode == 0 else None
     if daemon is None:
         why = text or _last_line(paths.log(name)) or "no output"
         raise HostError(
-            f"{name} of second host {paths.name} did not start (exit {proc.returncode}): {why}",
+            f"{name} of second host {paths.name} did not start (exit {returncode}): {why}",
             hint=f"read {paths.log(name)}",
         )
     return daemon
