@@ -19,7 +19,7 @@ scripts/setup-host --test
 set +e
 # -rs: every skip prints its reason; LABKIT_REQUIRE_VM: a run in which every vm test was skipped (not root,
 # no libvirtd) fails instead of passing green without having booted a VM (tests/conftest.py).
-LABKIT_REQUIRE_VM=1 .venv/bin/pytest -p no:cacheprovider -rs --timeout=3600 "$@"
+LABKIT_REQUIRE_VM=1 .venv/bin/pytest -p no:cacheprovider -rs --durations=30 --timeout=3600 "$@"
 rc=$?
 set -e
 if [ "$rc" = 5 ]; then

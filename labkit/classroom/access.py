@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 import shutil
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Protocol
 
 from labkit.classroom import tokens
@@ -37,8 +37,11 @@ from labkit.classroom.gateway import (
     stop_gateway,
     write_authorized_keys,
 )
+from labkit.classroom.relays import ensure_relay, relay_ports, stop_relays
 from labkit.classroom.roster import trainee_lab
 from labkit.errors import UsageError
+from labkit.hostsetup import pool
+from labkit.hostsetup.pool import LOCAL
 from labkit.paths import LabPaths
 from labkit.state import read_state
 
@@ -78,6 +81,8 @@ class AccessReport:
     """``started``, ``restarted`` (its config changed) or ``running`` (kept)."""
     bundles: list[Bundle]
     warnings: list[str] = field(default_factory=list)
+    relays: dict[str, str] = field(default_factory=dict)
+    """Host -> ``started`` or ``running``: the relay to the trainee labs on each other host."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -109,7 +114,9 @@ def _trainee_lab(class_name: str, trainee: str) -> TraineeLab:
             f"lab {name}: no host key recorded for {', '.join(unknown)} in {paths.known_hosts}",
             "a trainee's lab gets them from its golden lab when `labkit class up` clones it",
         )
-    return TraineeLab(trainee, name, {n: check_ip(ip) for n, ip in nodes.items()}, host_keys)
+    return TraineeLab(
+        trainee, name, {n: check_ip(ip) for n, ip in nodes.items()}, host_keys, host=state.host or LOCAL
+    )
 
 
 def gateway_address(options: AccessOptions) -> tuple[str, list[str]]:
@@ -151,6 +158,7 @@ def open_access(
         private_dir(directory)
     ensure_account()
     endpoint = Endpoint(address, options.listen.port, ensure_host_key(paths))
+    labs, relays = _relayed(paths, labs)
     bundles = [
         write_bundle(paths, lab, endpoint, bundle_dir, options.web_url, options.rotate) for lab in labs
     ]
@@ -159,8 +167,30 @@ def open_access(
     status = ensure_gateway(paths, options.listen)
     _grant_in_labs(grantees, keys)
     return AccessReport(
-        class_name, str(options.listen), address, options.listen.port, status, bundles, warnings
+        class_name, str(options.listen), address, options.listen.port, status, bundles, warnings, relays
     )
+
+
+def _relayed(paths: AccessPaths, labs: list[TraineeLab]) -> tuple[list[TraineeLab], dict[str, str]]:
+    """``labs``, those on other hosts with their nodes' relay ports; a relay running through each such host
+    (host -> ``started`` or ``running``)."""
+    remote: dict[str, list[TraineeLab]] = {}
+    for lab in labs:
+        if lab.host != LOCAL:
+            remote.setdefault(lab.host, []).append(lab)
+    ports_of: dict[str, dict[str, int]] = {}
+    relays = {}
+    for host, on_host in remote.items():
+        ports = relay_ports(paths, host, [ip for lab in on_host for ip in lab.nodes.values()])
+        relays[host] = ensure_relay(paths, pool.libvirt_host(host), ports)
+        ports_of[host] = ports
+    relayed = [
+        replace(lab, relay_ports={n: ports_of[lab.host][ip] for n, ip in lab.nodes.items()})
+        if lab.host in ports_of
+        else lab
+        for lab in labs
+    ]
+    return relayed, relays
 
 
 def _grant_in_labs(grantees: Mapping[str, KeyGrantee], keys: dict[str, str]) -> None:
@@ -173,5 +203,6 @@ def remove_access(class_name: str) -> None:
     """The end of a class's access: its gateway stopped (by its PID), its bundles and page tokens gone."""
     paths = AccessPaths.for_class(class_name)
     stop_gateway(paths)
+    stop_relays(paths)
     shutil.rmtree(paths.root, ignore_errors=True)
     tokens.forget_tokens(class_name)

@@ -48,6 +48,16 @@ class TraineeLab:
     host_keys: list[str] = field(default_factory=list)
     node_port: int = SSH_PORT
     node_user: str = NODE_USER
+    host: str = "local"
+    """The pool host the lab runs on."""
+    relay_ports: dict[str, int] = field(default_factory=dict)
+    """Node -> the gateway's loopback port that relays to it (a lab on another host: see ``relays``)."""
+
+    def endpoint(self, node: str) -> tuple[str, int]:
+        """Where the gateway connects for ``node``: its address and SSH port, or its relay's loopback port."""
+        if node in self.relay_ports:
+            return "127.0.0.1", self.relay_ports[node]
+        return check_ip(self.nodes[node]), self.node_port
 
 
 def default_bundle_dir(class_name: str) -> str:
@@ -92,9 +102,7 @@ def authorized_keys_line(class_name: str, lab: TraineeLab, public_key: str) -> s
     kind, blob = check_public_key(public_key)
     if not lab.nodes:
         raise UsageError(f"lab {lab.lab} has no node address", f"`labkit status --name {lab.lab}`")
-    opens = ",".join(
-        f'permitopen="{host_and_port(check_ip(ip), lab.node_port)}"' for ip in lab.nodes.values()
-    )
+    opens = ",".join(f'permitopen="{host_and_port(*lab.endpoint(node))}"' for node in lab.nodes)
     return f'restrict,port-forwarding,{opens},command="{NOLOGIN}" {kind} {blob} {key_comment(class_name, lab.trainee)}'
 
 
@@ -162,13 +170,14 @@ def ssh_config_text(class_name: str, lab: TraineeLab, gateway: Endpoint, bundle_
             ]
         ),
     ]
-    for node, ip in lab.nodes.items():
-        port = [f"  Port {lab.node_port}"] if lab.node_port != SSH_PORT else []
+    for node in lab.nodes:
+        address, node_port = lab.endpoint(node)
+        port = [f"  Port {node_port}"] if node_port != SSH_PORT else []
         blocks.append(
             "\n".join(
                 [
                     f"Host {node}",
-                    f"  HostName {check_ip(ip)}",
+                    f"  HostName {address}",
                     *port,
                     f"  User {lab.node_user}",
                     f"  ProxyJump {GATEWAY_HOST}",

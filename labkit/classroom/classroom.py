@@ -48,6 +48,7 @@ from labkit.classroom.record import (
     write_record,
 )
 from labkit.classroom.roster import check_names, golden_lab, trainee_lab
+from labkit.classroom.sweep import labelled_labs, labs_of_class
 from labkit.errors import HostError, LabError, LabkitError, UsageError
 from labkit.hostsetup import pool
 from labkit.hostsetup.hostmode import local_host
@@ -59,7 +60,7 @@ from labkit.lab.cloning import CloneReport, clone_lab, find_verified_set
 from labkit.lab.names import check_lab_name
 from labkit.lock import lab_lock
 from labkit.machines.clones import disk_bytes, free_bytes, golden_disk
-from labkit.machines.domains import Removal, domain_labels
+from labkit.machines.domains import Removal
 from labkit.machines.isolation import is_isolated, isolate
 from labkit.machines.libvirt_host import LibvirtHost
 from labkit.model.scenario import Scenario
@@ -432,17 +433,18 @@ class Classroom:
 
     def destroy(self) -> dict[str, Removal]:
         """Every trainee lab and the golden lab, found by their records and by the class label on their
-        domains (never by a name prefix); then the class record."""
+        domains on every reachable host of the pool (never by a name prefix); then the class record."""
         record = read_record(self.name)
-        labs = set(labs_of_class(self.host, self.name))
+        labelled, _ = labelled_labs(self.name, self.host)
+        labs = set(labelled)
         if record is not None:
             labs |= {trainee_lab(self.name, t) for t in record.trainees} | {record.golden}
         labs.add(golden_lab(self.name))
         removed = {}
         with self._locked("destroy"):
-            for lab in sorted(labs):  # each on the host its state records; one found in libvirt only: here
+            for lab in sorted(labs):  # each on the host its state records; one found in libvirt only: there
                 recorded = LabPaths.for_lab(lab).state.exists()
-                removed[lab] = destroy_by_name(lab, None if recorded else self.host)
+                removed[lab] = destroy_by_name(lab, None if recorded else labelled.get(lab, self.host))
             record_path(self.name).unlink(missing_ok=True)
             remove_access(self.name)
             if record is not None and record.ksm_turned_on and not known_classes():
@@ -483,16 +485,6 @@ class Classroom:
         with self._locked("access"):
             grantees = {lab.trainee: self._lab(lab.trainee) for lab in labs}
             return open_access(self.name, labs, options, grantees)
-
-
-def labs_of_class(host: LibvirtHost, class_name: str) -> list[str]:
-    """Labs whose domains carry ``class=<class_name>`` in labkit's labels."""
-    labs = set()
-    for dom in host.connect().listAllDomains(0):
-        labels = domain_labels(dom)
-        if labels.get("class") == class_name and labels.get("lab"):
-            labs.add(labels["lab"])
-    return sorted(labs)
 
 
 def host_resources(host: LibvirtHost) -> dict[str, Any]:

@@ -18,7 +18,8 @@ import contextlib
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 from labkit.classroom.classroom import Classroom, ClassStatus, first_failure
 from labkit.classroom.record import VERIFIED, Cell, ClassRecord, lock_path, write_record
@@ -55,6 +56,18 @@ class TraineeView:
     verified_sets: list[str] = field(default_factory=list)
     lang: str = "en"
     guide_problem: str = ""
+
+
+@dataclass
+class TraineeCells:
+    """What a trainee's page polls: their current stage and their cells, from the class record and the
+    lab's state (no VM, no libvirt)."""
+
+    stage: str
+    cells: dict[str, Cell]
+
+    def to_json(self) -> dict[str, Any]:
+        return {"stage": self.stage, "cells": {name: asdict(cell) for name, cell in self.cells.items()}}
 
 
 def current_stage(scenario: Scenario, cells: dict[str, Cell]) -> Stage:
@@ -114,6 +127,13 @@ class SelfService:
         except LabkitError as exc:
             view.guide_problem = str(exc)
         return view
+
+    def trainee_cells(self, trainee: str) -> TraineeCells:
+        """The trainee's current stage and cells, as their page shows them."""
+        record = self._record_with(trainee)
+        lab = self._lab(trainee)
+        _, cells = self._row(record, trainee, lab)
+        return TraineeCells(current_stage(lab.scenario, cells).name, cells)
 
     def check_trainee(self, trainee: str, stage: str | None = None) -> Cell:
         """Run ``stage``'s checks (default: the trainee's current stage) on their lab, verified as

@@ -28,17 +28,28 @@ def up_cmd(
     until: Annotated[
         str | None, typer.Option(help="Then solve every stage in order up to and including this one")
     ] = None,
+    host: Annotated[
+        str | None,
+        typer.Option(
+            "--host", help="The pool host the lab runs on (`labkit hosts list`; default: this machine, local)"
+        ),
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Bring a lab up: validate, render, boot every VM, configure hostnames, IPs and /etc/hosts.
 
     Running it again on a running lab converges: it boots nothing and reports what it skipped.
-    With --until STAGE, the stages up to STAGE are solved after the boot.
+    With --until STAGE, the stages up to STAGE are solved after the boot. With --host, the VMs run on that
+    libvirt host of the pool; every later command finds the lab there by itself.
     """
     from labkit.cli.progress import RichReporter
+    from labkit.hostsetup.pool import libvirt_host
     from labkit.lab import Lab
 
-    the_lab = Lab.create(scenario, lab)  # enters host mode's namespace itself, after building a missing box
+    where = libvirt_host(host) if host else None  # an unknown host: one line, before anything
+    the_lab = Lab.create(
+        scenario, lab, where
+    )  # enters host mode's namespace itself, after building a missing box
     stages = the_lab.stages_until(until) if until else []
     the_lab.preflight(stages)  # a missing artifact stops here, before any VM boots
     report = the_lab.up(RichReporter(err), accel=accel)
@@ -92,7 +103,8 @@ def status_cmd(lab: LabOpt = None, as_json: JsonOpt = False) -> None:
     if as_json:
         _print_json(status.to_json())
         return
-    table = Table("node", "roles", "lab IP", "management IP", "state", title=f"lab {status.lab}")
+    where = "" if status.host == "local" else f" on host {status.host}"
+    table = Table("node", "roles", "lab IP", "management IP", "state", title=f"lab {status.lab}{where}")
     for node in status.nodes:
         table.add_row(node.name, ", ".join(node.roles), node.lab_ip, node.management_ip or "-", node.state)
     out.print(table)

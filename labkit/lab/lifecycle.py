@@ -30,6 +30,7 @@ from labkit.kinds.compile import load_scenario
 from labkit.lab.core import MGMT_IP_TIMEOUT
 from labkit.lab.names import check_lab_name, known_labs
 from labkit.lab.readiness import ensure_boxes, refuse_missing_artifacts, refuse_short_memory
+from labkit.lab.remote_up import choose_accel, free_ram_mib, vagrant_proxy_command
 from labkit.lab.reports import LabStatus, NodeStatus, UpReport, Verification
 from labkit.lab.snapshotting import LabSnapshots
 from labkit.lab.solving import StageReport, sync_nodes
@@ -175,13 +176,14 @@ class Lab(LabSnapshots):
         """Boot every VM and configure hostname, lab IP, /etc/hosts and the lab key. Safe to run again."""
         reporter = reporter or LogReporter()
         started = time.monotonic()
-        self._refuse_remote()
         self._refuse_clone()
         # The box is built from the host's apt mirror: before entering host mode's namespace, which has no route.
         ensure_boxes(self.scenario, reporter)
         conn = self.host.connect()
         self.host.ensure_pool()
-        choice = detect_accel(accel or (None if self.scenario.accel == "auto" else self.scenario.accel))
+        choice = choose_accel(
+            self.host, conn, accel or (None if self.scenario.accel == "auto" else self.scenario.accel)
+        )
         if self.state is not None and self.state.accel != choice.driver and lab_domains(conn, self.name):
             kept = detect_accel(self.state.accel)
             choice = AccelChoice(kept.driver, f"{kept.driver}: kept from when the lab's VMs were created")
@@ -191,7 +193,8 @@ class Lab(LabSnapshots):
             # a VM created now boots for the first time with a new host key: its old record must go
             self._host_keys().forget(n.name for n in self.scenario.nodes if n.name not in domains)
             running = {node for node, dom in domains.items() if domain_state(dom) == "running"}
-            refuse_short_memory(self.scenario, choice, running)
+            where = f" on host {self.host.name}" if self.host.remote else ""
+            refuse_short_memory(self.scenario, choice, running, free_ram_mib(self.host, conn), where)
             if self.state is None:
                 self.state = self._new_state(conn, choice)
             self.state.accel, self.state.accel_reason = choice.driver, choice.reason
@@ -229,13 +232,6 @@ class Lab(LabSnapshots):
         report.seconds = time.monotonic() - started
         return report
 
-    def _refuse_remote(self) -> None:
-        if self.host.remote:  # vagrant would need the box there and a way to its VMs: not wired yet
-            raise UsageError(
-                f"lab {self.name} is on host {self.host.name}: `labkit up` boots VMs on this machine only",
-                "bring the lab up on this machine (`local`)",
-            )
-
     def _refuse_clone(self) -> None:
         if self.state is not None and self.state.cloned_from:
             raise UsageError(
@@ -254,6 +250,7 @@ class Lab(LabSnapshots):
             ssh_private_keys=tuple(str(key) for key in self._keys()),
             libvirt_uri=self.host.uri,
             storage_pool=self.host.pool,
+            ssh_proxy_command=vagrant_proxy_command(self.host),
         )
         write_vagrantfile(self.scenario, options, self.paths.root)
 
@@ -379,6 +376,7 @@ class Lab(LabSnapshots):
             snapshots=sorted(snapshots),
             disk_bytes=disk_usage(domains),
             rediscovered=self._rediscovered,
+            host=self.host.name,
         )
 
     # ---- stages --------------------------------------------------------------------------------------

@@ -48,16 +48,25 @@ def refuse_missing_artifacts(scenario: Scenario, state: LabState | None, stages:
         raise MissingArtifactsError(missing, scenario.name, images=missing_images)
 
 
-def refuse_short_memory(scenario: Scenario, accel: AccelChoice, running: set[str]) -> None:
-    """Enough free host RAM for the VMs not running yet, or a HostError saying how much is missing."""
+def refuse_short_memory(
+    scenario: Scenario,
+    accel: AccelChoice,
+    running: set[str],
+    available_mib: int | None = None,
+    where: str = "",
+) -> None:
+    """Enough free host RAM for the VMs not running yet, or a HostError saying how much is missing.
+    ``available_mib``: a remote host's free RAM (``where`` names it); default: this machine's."""
     to_boot = [n for n in scenario.nodes if n.name not in running]
     if not to_boot:
         return
     need = sum(min(RAM_PER_VM_MIB[accel.driver], n.memory_mib + 600) for n in to_boot)
-    available = mem_available_mib(Path("/proc/meminfo").read_text())
+    available = available_mib
+    if available is None:
+        available = mem_available_mib(Path("/proc/meminfo").read_text())
     if available is not None and available < need:
         raise HostError(
-            f"not enough free RAM for {len(to_boot)} VMs: {available} MiB available, ~{need} MiB needed",
+            f"not enough free RAM{where} for {len(to_boot)} VMs: {available} MiB available, ~{need} MiB needed",
             "stop other labs (`labkit destroy LAB`) or lower the nodes' memory in the scenario",
         )
 

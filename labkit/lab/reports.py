@@ -68,6 +68,8 @@ class LabStatus:
     disk_bytes: int = 0
     rediscovered: bool = False
     solved_stages: list[str] = field(default_factory=list)
+    host: str = "local"
+    """The pool host the lab's VMs run on (`labkit hosts list`)."""
 
     def to_json(self) -> dict[str, Any]:
         from dataclasses import asdict

@@ -108,8 +108,10 @@ class LibvirtHost:
         return libvirt_connect(self.uri)
 
     def connect(self) -> Any:
-        """This host's shared libvirt connection, opened again if it died."""
-        if self._conn is None or not _alive(self._conn):
+        """This host's shared libvirt connection, opened again if it died. A remote one is asked once first:
+        without an event loop libvirt learns that the far side went away (its libvirtd restarted, the SSH
+        link dropped) only when a call fails, and that call would be the caller's."""
+        if self._conn is None or not _alive(self._conn) or (self.remote and not _answers(self._conn)):
             self._conn = self.open()
         return self._conn
 
@@ -166,6 +168,14 @@ class LibvirtHost:
             if self._gateway is not None:
                 self._gateway.close()
                 self._gateway = None
+
+
+def _answers(conn: Any) -> bool:
+    try:
+        conn.getLibVersion()
+        return True
+    except Exception:
+        return False
 
 
 def _alive(conn: Any) -> bool:

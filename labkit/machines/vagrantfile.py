@@ -65,6 +65,8 @@ class RenderOptions:
     libvirt_uri: str = DEFAULT_LIBVIRT_URI
     storage_pool: str = DEFAULT_STORAGE_POOL
     box_versions: dict[str, str] | None = None
+    ssh_proxy_command: str | None = None
+    """On a remote host: how vagrant's SSH reaches the VMs (their networks live there)."""
 
 
 def vagrantfile_context(scenario: Scenario, options: RenderOptions) -> dict[str, Any]:
@@ -78,6 +80,7 @@ def vagrantfile_context(scenario: Scenario, options: RenderOptions) -> dict[str,
         "lab": options.lab,
         "accel": options.accel,
         "libvirt_uri": options.libvirt_uri,
+        "ssh_proxy_command": options.ssh_proxy_command,
         "storage_pool": options.storage_pool,
         "domain_prefix": domain_prefix(options.lab),
         "management_network": options.management_network or default_management_network(options.lab),

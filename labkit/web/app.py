@@ -3,6 +3,7 @@
     GET  /                     the grid, trainee x stage (trainer)
     GET  /grid.json            the grid as ``labkit class status --json`` prints it (trainer)
     GET  /trainee/NAME         NAME's current stage, its guide, their cells and three buttons (NAME or trainer)
+    GET  /trainee/NAME/cells.json   NAME's current stage and cells, which their page polls (NAME or trainer)
     POST /trainee/NAME/check   also /reset and /retry: run it on NAME's lab alone, then back to the page
                                with its result (NAME or trainer)
 
@@ -98,6 +99,13 @@ class ClassPages:
         }
         return render(request, "trainee.html.j2", context)
 
+    async def trainee_cells(self, request: Request) -> Response:
+        name = request.path_params["name"]
+        if permitted(request, self.class_name, name) is None:
+            return refusal(request, 403, FORBIDDEN)
+        cells = await run_in_threadpool(self.service.trainee_cells, name)
+        return JSONResponse(cells.to_json())
+
     async def act(self, request: Request) -> Response:
         name, action = request.path_params["name"], request.path_params["action"]
         holder = permitted(request, self.class_name, name)
@@ -157,6 +165,7 @@ def create_app(class_name: str, service: ClassService | None = None) -> Starlett
         Route("/", pages.grid),
         Route("/grid.json", pages.grid_json),
         Route("/trainee/{name}", pages.trainee),
+        Route("/trainee/{name}/cells.json", pages.trainee_cells),
         Route("/trainee/{name}/{action}", pages.act, methods=["POST"]),
         Mount("/static", StaticFiles(directory=STATIC_DIR), name="static"),
     ]

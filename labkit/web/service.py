@@ -9,7 +9,7 @@ from typing import Protocol
 
 from labkit.classroom import ClassStatus
 from labkit.classroom.record import Cell
-from labkit.classroom.selfservice import TraineeView
+from labkit.classroom.selfservice import TraineeCells, TraineeView
 from labkit.lab import ResetReport
 
 
@@ -20,6 +20,10 @@ class ClassService(Protocol):
 
     def trainee_view(self, trainee: str, lang: str | None = None) -> TraineeView:
         """One trainee's page; UnknownTrainee when the class has no such trainee."""
+        ...
+
+    def trainee_cells(self, trainee: str) -> TraineeCells:
+        """The trainee's current stage and cells alone (cheap: what their page polls)."""
         ...
 
     def check_trainee(self, trainee: str, stage: str | None = None) -> Cell:

@@ -11,12 +11,14 @@ import contextlib
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import uvicorn
 from selenium import webdriver
+from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
 from selenium.webdriver.chrome.service import Service
+from selenium.webdriver.support.ui import WebDriverWait
 from starlette.types import ASGIApp
 
 from labkit.web.serving import listening_socket
@@ -53,6 +55,17 @@ def chromium(download_dir: Path | None = None) -> Iterator[webdriver.Chrome]:
         yield driver
     finally:
         driver.quit()
+
+
+def wait_until(
+    browser: webdriver.Chrome, condition: Callable[[webdriver.Chrome], bool], seconds: float
+) -> None:
+    """Wait for ``condition``, asked again while the page is being replaced (a pressed button's POST and its
+    redirect, the grid's poll re-rendering its cells): an element found a moment ago may be gone by the
+    time its text is read, or not there yet."""
+    WebDriverWait(
+        browser, seconds, ignored_exceptions=(StaleElementReferenceException, NoSuchElementException)
+    ).until(condition)
 
 
 @contextlib.contextmanager

@@ -132,6 +132,35 @@ def three_node_lab(three_node_up: tuple[Any, dict[str, Any], str]) -> Any:
     return Lab.load(three_node_up[0].name)
 
 
+@pytest.fixture(scope="session")
+def second_host(libvirt_host: HostState | None) -> Iterator[str]:
+    """A second libvirt host on this machine (`labkit host up --name ci-h2`: its own network and mount
+    namespaces, libvirtd and sshd), in the pool as ci-h2; its URI. Started fresh (no earlier run's VMs), down
+    and out of the pool at the end of the session, after the modules that used it destroyed their labs."""
+    import re
+
+    from labkit.hostsetup.second_host.layout import SecondHostPaths
+
+    from .lab_helpers import labkit_cli
+    from .second_hosts import H2, missing_tool, print_logs
+
+    if missing_tool() is not None:
+        pytest.skip(f"a second host needs {missing_tool()}")
+    labkit_cli("host", "down", "--name", H2, check=False)
+    labkit_cli("hosts", "remove", H2, check=False)
+    shutil.rmtree(SecondHostPaths.for_host(H2).root, ignore_errors=True)
+    up = labkit_cli("host", "up", "--name", H2, timeout=300)
+    uri = re.search(r"its URI: (\S+)", up.stdout)
+    assert uri is not None, up.stdout
+    try:
+        labkit_cli("hosts", "add", H2, uri.group(1))
+        yield uri.group(1)
+    finally:
+        print_logs(SecondHostPaths.for_host(H2))
+        labkit_cli("hosts", "remove", H2, check=False)
+        labkit_cli("host", "down", "--name", H2, check=False, timeout=300)
+
+
 @pytest.fixture(scope="module")
 def served_cni(
     libvirt_host: HostState | None, tmp_path_factory: pytest.TempPathFactory

@@ -22,6 +22,8 @@ TOOLS = (
     "virsh",
     "virt-ssh-helper",
 )
+H2 = "ci-h2"
+"""The second host VM tests share (`second_host` in conftest.py), in the pool under this name."""
 LABKIT = [sys.executable, "-c", "from labkit.cli import main; main()"]
 NO_MACHINE_LIBVIRT = 'mount -t tmpfs labkit-test /run/libvirt && exec "$@"'
 

@@ -3,14 +3,22 @@ trainee labs cloned from its `routes-ok` with their memory (golden shut off, 4 e
 
 The clones' pods (network namespaces made by the real CNI plugins before the snapshot) still exist and ping
 each other across nodes; a route removed in one trainee's lab fails only that trainee's cell; the trainer's
-reset of one trainee leaves the other's lab as it was; `class destroy` leaves nothing in libvirt.
+reset of one trainee leaves the other's lab as it was. Each trainee's bundle reaches their own lab only, and
+from inside a lab neither another lab nor the host's services answer; the class web page works in a real
+browser. A third trainee joining late is cloned alone, on a second libvirt host reached by qemu+ssh; that host
+going down is reported while the local labs keep working. `class destroy` leaves nothing on either host, even
+for a lab whose state was lost.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import json
+import os
+import re
 import shlex
+import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -22,25 +30,29 @@ from typing import Any
 
 import pytest
 from selenium.webdriver.common.by import By
-from selenium.webdriver.support.ui import WebDriverWait
 
 from labkit.classroom import Classroom
 from labkit.classroom.classroom import labs_of_class
 from labkit.classroom.tokens import issue_trainer_token
+from labkit.hostsetup import pool
 from labkit.hostsetup.hostmode import local_host
+from labkit.hostsetup.second_host.layout import SecondHostPaths
+from labkit.hostsetup.second_host.record import read_state
 from labkit.lab import Lab
 from labkit.machines.isolation import lift_isolation
 from labkit.paths import LabPaths
 from labkit.web import create_app
 
 from .artifact_server import ServedArtifacts
-from .browser import chromium, missing_browser, serve_in_thread
+from .browser import chromium, missing_browser, serve_in_thread, wait_until
 from .lab_helpers import labkit_cli
+from .second_hosts import H2
 
 pytestmark = pytest.mark.vm
 
 CLASS = "ci-class"
 TRAINEES = ("trainee1", "trainee2")
+LATE = "trainee3"
 POD_IPS = {"node1": "10.244.1.10", "node2": "10.244.2.10"}
 OTHER = {"node1": "node2", "node2": "node1"}
 MARKER = "/home/vagrant/trainee2-was-here"
@@ -232,23 +244,21 @@ def test_the_class_web_page_in_a_real_browser(access: dict[str, Any]) -> None:
         assert browser.find_element(By.ID, "stage").text == "routes"
         assert _lab("trainee1").run("node2", "sudo ip route del 10.244.1.0/24").ok
         browser.find_element(By.ID, "check").click()
-        WebDriverWait(browser, 300).until(lambda b: "failing" in b.find_element(By.ID, "message").text)
+        wait_until(browser, lambda b: "failing" in b.find_element(By.ID, "message").text, 300)
         browser.switch_to.window(grid)  # no reload: the grid polls
-        WebDriverWait(browser, 30).until(lambda b: _cell(b, "trainee1", "routes") == "failing")
+        wait_until(browser, lambda b: _cell(b, "trainee1", "routes") == "failing", 30)
         assert _cell(browser, "trainee2", "routes") == "verified"
         browser.save_screenshot(str(shot))
         print(f"\nscreenshot of the grid: {shot}", file=sys.stderr)
         browser.switch_to.window(browser.window_handles[1])
         browser.find_element(By.ID, "reset").click()
-        WebDriverWait(browser, 300).until(
-            lambda b: "back at routes-ok" in b.find_element(By.ID, "message").text
-        )
+        wait_until(browser, lambda b: "back at routes-ok" in b.find_element(By.ID, "message").text, 300)
         routes = json.loads(labkit_cli("check", "routes", "--name", f"{CLASS}-trainee1", "--json").stdout)
         assert routes["passed"] is True  # the lab is back at its verified stage
         browser.find_element(By.ID, "check").click()
-        WebDriverWait(browser, 300).until(lambda b: "verified" in b.find_element(By.ID, "message").text)
+        wait_until(browser, lambda b: "verified" in b.find_element(By.ID, "message").text, 300)
         browser.switch_to.window(grid)
-        WebDriverWait(browser, 30).until(lambda b: _cell(b, "trainee1", "routes") == "verified")
+        wait_until(browser, lambda b: _cell(b, "trainee1", "routes") == "verified", 30)
 
 
 def _tcp_opens(lab: Lab, node: str, address: str, port: int) -> bool:
@@ -335,8 +345,126 @@ def test_class_up_again_clones_nobody_and_a_clone_refuses_vagrant_up(klass: dict
     assert refused.returncode == 2 and "is a clone of" in refused.stderr
 
 
+# ---- a late trainee, placed on a second host -------------------------------------------------------------
+# A second libvirt host on this machine (`labkit host up --name`: its own network and mount namespaces,
+# libvirtd and sshd), reached by qemu+ssh. Running `class up` again with one more trainee and `--hosts H2`
+# clones only the newcomer, there: the box and the golden's disk are copied over SSH (checked by sha256) and the
+# lab runs from the golden's memory. One golden serves both hosts.
+
+
+def _libvirtd_pid() -> int:
+    state = read_state(SecondHostPaths.for_host(H2))
+    assert state is not None
+    return next(d.pid for d in state.daemons if d.name == "libvirtd")
+
+
+def _named_for_class(host: str) -> dict[str, list[str]]:
+    conn = pool.libvirt_host(host).connect()
+    prefix = f"labkit-{CLASS}-"
+    return {
+        "domains": [d.name() for d in conn.listAllDomains(0) if d.name().startswith(prefix)],
+        "networks": [n.name() for n in conn.listAllNetworks(0) if n.name().startswith(prefix)],
+    }
+
+
+@pytest.fixture(scope="module")
+def late_trainee(klass: dict[str, Any], second_host: str) -> dict[str, Any]:
+    """`labkit class up CLASS pod-routes --until routes --trainees 3 --hosts ci-h2`: trainee3 joins there."""
+    started = time.monotonic()
+    result = labkit_cli(
+        "class", "up", CLASS, "pod-routes", "--until", "routes", "--trainees", "3", "--hosts", H2, "--json",
+        check=False, timeout=1800,
+    )  # fmt: skip
+    print(f"\nclass up (late): {time.monotonic() - started:.1f} s\n{result.stderr[-3000:]}", file=sys.stderr)
+    if result.returncode != 0:
+        _dump_logs(f"{CLASS}-{LATE}")
+        pytest.fail(f"class up failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    return json.loads(result.stdout)
+
+
+def test_a_late_trainee_is_cloned_alone_on_the_second_host_and_passes(late_trainee: dict[str, Any]) -> None:
+    assert sorted(late_trainee["already"]) == list(TRAINEES) and late_trainee["golden_reused"]
+    cloned = late_trainee["cloned"]
+    assert {t: c["host"] for t, c in cloned.items()} == {LATE: H2}
+    print(f"{LATE} on {H2}: ready in {cloned[LATE]['seconds']:.1f} s, copies {cloned[LATE]['copy_seconds']}")
+    listed = {h["name"]: h for h in json.loads(labkit_cli("hosts", "list", "--json").stdout)}
+    assert f"{CLASS}-{LATE}" in listed[H2]["labs"], listed[H2]
+    assert f"{CLASS}-trainee1" in listed["local"]["labs"], listed["local"]
+    checked = json.loads(labkit_cli("class", "check", CLASS, "routes", "--json").stdout)
+    assert {t: c["status"] for t, c in checked.items()} == dict.fromkeys([*TRAINEES, LATE], "verified")
+    grid = json.loads(labkit_cli("class", "status", CLASS, "--json").stdout)
+    assert {row["trainee"]: row["isolated"] for row in grid["trainees"]}[LATE] is True
+
+
+def test_ssh_and_reset_work_on_the_remote_lab(late_trainee: dict[str, Any]) -> None:
+    lab = f"{CLASS}-{LATE}"
+    hostname = labkit_cli("ssh", "node2", "--name", lab, "--", "hostname")
+    assert hostname.stdout.strip() == "node2"
+    labkit_cli("ssh", "node1", "--name", lab, "--", "sudo", "ip", "route", "del", "10.244.2.0/24")
+    failing = labkit_cli("check", "routes", "--name", lab, "--json", check=False)
+    assert failing.returncode == 1
+    labkit_cli("reset", "routes-ok", "--name", lab, timeout=900)
+    passed = json.loads(labkit_cli("check", "routes", "--name", lab, "--json").stdout)
+    assert passed["passed"] is True
+
+
+def test_the_late_trainees_bundle_reaches_their_lab_on_the_second_host(
+    late_trainee: dict[str, Any], access: dict[str, Any], tmp_path: Path
+) -> None:
+    """`class access` again: the newcomer's bundle goes through the class gateway, then a relay through the
+    second host's sshd; trainee 1's key does not open that relay."""
+
+    def access_again(bundle: Path) -> dict[str, Any]:
+        return json.loads(
+            labkit_cli(
+                "class", "access", CLASS, "--listen", f"127.0.0.1:{GATEWAY_PORT}", "--bundle-path", str(bundle),
+                "--web-url", f"http://127.0.0.1:{WEB_PORT}", "--json",
+            ).stdout
+        )  # fmt: skip
+
+    bundle = tmp_path / f"labkit-{CLASS}"  # the newcomer's laptop
+    report = access_again(bundle)
+    assert report["relays"] == {H2: "started"} and report["gateway"] == "running"
+    late = next(b for b in report["bundles"] if b["trainee"] == LATE)
+    with tarfile.open(late["tarball"]) as tar:
+        tar.extractall(tmp_path, filter="data")
+    config = bundle / "ssh_config"
+    for node in ("node1", "node2"):
+        mine = _ssh("-F", str(config), node, "hostname")
+        assert mine.returncode == 0 and mine.stdout.strip() == node, mine.stderr
+    relay = re.search(r"Host node1\n  HostName 127\.0\.0\.1\n  Port (\d+)", config.read_text())
+    assert relay is not None, config.read_text()
+    # trainee 1's bundle (its key unchanged) asking the gateway for the newcomer's relay port
+    theirs = _ssh(
+        "-F", str(access["bundle"] / "ssh_config"), "-o", "HostName=127.0.0.1", "-o", f"Port={relay[1]}",
+        "node1", "hostname",
+    )  # fmt: skip
+    assert theirs.returncode != 0 and "administratively prohibited" in theirs.stderr, theirs.stderr
+    assert access_again(bundle)["relays"] == {H2: "running"}
+
+
+def test_a_host_that_is_down_is_reported_and_the_local_labs_keep_working(
+    late_trainee: dict[str, Any],
+) -> None:
+    os.kill(_libvirtd_pid(), signal.SIGTERM)  # libvirtd stopped; its VMs keep running
+    try:
+        status = labkit_cli("class", "status", CLASS, "--json", timeout=120)
+        rows = {r["trainee"]: r for r in json.loads(status.stdout)["trainees"]}
+        assert rows[LATE]["host_unreachable"], rows[LATE]
+        assert not any(rows[t]["host_unreachable"] for t in TRAINEES)
+        hostname = labkit_cli("ssh", "node1", "--name", f"{CLASS}-trainee1", "--", "hostname")
+        assert hostname.stdout.strip() == "node1"
+    finally:
+        labkit_cli("host", "up", "--name", H2, timeout=300)  # starts the stopped libvirtd again
+
+
 def test_class_destroy_leaves_nothing(klass: dict[str, Any]) -> None:
+    remote = H2 in {h.name for h in pool.pool_hosts()}  # the late trainee's tests ran
+    if remote:  # its state lost: the lab is found on the second host by its label alone
+        shutil.rmtree(LabPaths.for_lab(f"{CLASS}-{LATE}").root)
     labkit_cli("class", "destroy", CLASS, timeout=900)
+    if remote:
+        assert _named_for_class(H2) == {"domains": [], "networks": []}
     assert _nothing_left() == {"domains": [], "networks": [], "volumes": [], "labelled": []}
     assert not LabPaths.for_lab(f"{CLASS}-trainee1").root.exists()
     gateways = [p for p in Path("/proc").glob("[0-9]*") if f"{CLASS}.access" in _cmdline(p)]

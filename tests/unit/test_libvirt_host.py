@@ -15,10 +15,16 @@ from labkit.machines.libvirt_host import LibvirtHost, Netns
 class FakeConnection:
     def __init__(self) -> None:
         self.alive = True
+        self.far_side_gone = False
         self.closed = False
 
     def isAlive(self) -> int:
         return int(self.alive)
+
+    def getLibVersion(self) -> int:
+        if self.far_side_gone:
+            raise OSError("Cannot write data: Broken pipe")
+        return 9000000
 
     def close(self) -> None:
         self.closed = True
@@ -56,6 +62,9 @@ def test_connect_keeps_one_connection_and_replaces_a_dead_one(monkeypatch: pytes
     first.alive = False  # libvirtd restarted: the old connection is gone
     second = host.connect()
     assert second is not first and len(opened) == 2
-    assert host.open() is not second  # a connection of its own, for a thread
+    second.far_side_gone = True  # still "alive" to libvirt, but the first call would fail
+    third = host.connect()
+    assert third is not second and len(opened) == 3
+    assert host.open() is not third  # a connection of its own, for a thread
     host.close()
-    assert second.closed
+    assert third.closed

@@ -169,15 +169,38 @@ def test_a_trainee_token_does_not_act_on_another_trainees_lab(
     assert service.calls == []
 
 
+def test_a_trainee_polls_their_own_cells_and_no_one_elses(
+    client: TestClient, service: RecordingService, alice: str, trainer: str
+) -> None:
+    client.get("/trainee/alice", params={"token": alice})  # the cookie, as the page's own fetch sends it
+    mine = client.get("/trainee/alice/cells.json")
+    assert mine.status_code == 200
+    assert mine.json() == {
+        "stage": "apiserver",
+        "cells": {
+            "etcd": {"status": "verified", "detail": "", "checked_at": ""},
+            "apiserver": {"status": "not tried", "detail": "", "checked_at": ""},
+        },
+    }
+    assert client.get("/trainee/bob/cells.json").status_code == 403
+    assert client.get("/trainee/bob/cells.json", headers=bearer(alice)).status_code == 403
+    assert service.calls == [("trainee_cells", "alice")]
+    bob = client.get("/trainee/bob/cells.json", headers=bearer(trainer)).json()
+    assert bob["cells"]["apiserver"]["status"] == "failing"
+
+
 def test_a_trainee_is_refused_on_an_unknown_trainee_too(client: TestClient, alice: str) -> None:
     assert client.get("/trainee/carol", headers=bearer(alice)).status_code == 403
 
 
 # ---- wrong and absent tokens ---------------------------------------------------------------------------
 
-PAGES = [("GET", "/"), ("GET", "/grid.json"), ("GET", "/trainee/alice")] + [
-    ("POST", f"/trainee/alice/{action}") for action in ACTIONS
-]
+PAGES = [
+    ("GET", "/"),
+    ("GET", "/grid.json"),
+    ("GET", "/trainee/alice"),
+    ("GET", "/trainee/alice/cells.json"),
+] + [("POST", f"/trainee/alice/{action}") for action in ACTIONS]
 
 
 @pytest.mark.parametrize(("method", "path"), PAGES)

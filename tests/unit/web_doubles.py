@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 from labkit.classroom import ClassStatus
 from labkit.classroom.classroom import TraineeRow
 from labkit.classroom.record import FAILING, NOT_TRIED, VERIFIED, Cell
-from labkit.classroom.selfservice import TraineeView, UnknownTrainee
+from labkit.classroom.selfservice import TraineeCells, TraineeView, UnknownTrainee
 from labkit.errors import LabkitError
 from labkit.lab import ResetReport
 
@@ -72,6 +72,12 @@ class RecordingService:
             verified_sets=["etcd-ok"],
             lang=lang or "en",
         )
+
+    def trainee_cells(self, trainee: str) -> TraineeCells:
+        self._known(trainee)
+        self.calls.append(("trainee_cells", trainee))
+        row = next(r for r in self.grid.trainees if r.trainee == trainee)
+        return TraineeCells("apiserver", dict(row.cells))
 
     def check_trainee(self, trainee: str, stage: str | None = None) -> Cell:
         self._act("check_trainee", trainee)
