@@ -30,6 +30,7 @@ from labkit.classroom.bundle_text import (
 from labkit.classroom.bundles import Bundle, private_dir, public_key, write_bundle
 from labkit.classroom.gateway import (
     Listen,
+    end_sessions,
     ensure_account,
     ensure_gateway,
     ensure_host_key,
@@ -83,6 +84,8 @@ class AccessReport:
     warnings: list[str] = field(default_factory=list)
     relays: dict[str, str] = field(default_factory=dict)
     """Host -> ``started`` or ``running``: the relay to the trainee labs on each other host."""
+    sessions_ended: int = 0
+    """Connections through the gateway ended by ``--rotate``."""
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -165,9 +168,18 @@ def open_access(
     keys = {lab.trainee: public_key(paths, lab.trainee) for lab in labs}
     write_authorized_keys(paths, [authorized_keys_line(class_name, lab, keys[lab.trainee]) for lab in labs])
     status = ensure_gateway(paths, options.listen)
+    ended = end_sessions(paths) if options.rotate else 0  # the old keys' open tunnels, too
     _grant_in_labs(grantees, keys)
     return AccessReport(
-        class_name, str(options.listen), address, options.listen.port, status, bundles, warnings, relays
+        class_name,
+        str(options.listen),
+        address,
+        options.listen.port,
+        status,
+        bundles,
+        warnings,
+        relays,
+        ended,
     )
 
 

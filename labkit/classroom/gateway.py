@@ -190,6 +190,33 @@ def running_gateway(paths: AccessPaths) -> Daemon | None:
     return Daemon("sshd", pid, stat[1])
 
 
+def end_sessions(paths: AccessPaths) -> int:
+    """End every connection the running gateway holds (after ``--rotate``: a tunnel opened with an old key
+    would otherwise stay up until it disconnects). Each is a child process of the gateway's sshd, forked for
+    that connection; the listener itself keeps running. The number ended."""
+    gateway = running_gateway(paths)
+    if gateway is None:
+        return 0
+    sessions = [Daemon("sshd session", pid, ticks) for pid, ticks in _children(gateway.pid)]
+    for session in sessions:
+        stop_process(session, None)
+    return len(sessions)
+
+
+def _children(parent: int) -> list[tuple[int, int]]:
+    """(pid, start ticks) of the live processes whose parent is ``parent``."""
+    found = []
+    for stat_file in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            data = stat_file.read_text()
+        except OSError:
+            continue
+        fields = data[data.rindex(")") + 2 :].split()
+        if int(fields[1]) == parent and fields[0] not in ("Z", "X"):
+            found.append((int(stat_file.parent.name), int(fields[19])))
+    return found
+
+
 def stop_gateway(paths: AccessPaths) -> bool:
     """Stop the class's sshd (by its recorded PID only); True when one was running."""
     running = running_gateway(paths)

@@ -189,6 +189,10 @@ def access_cmd(
         made = "new key" if bundle.new_key else "key kept"
         out.print(f"  {bundle.trainee} ({made}): bundle {bundle.directory}/", markup=False)
         out.print(f"    hand out {bundle.tarball}; the trainee types: {bundle.command}", markup=False)
+    for host, relay in report.relays.items():
+        out.print(f"  labs on host {host}: reached through a relay ({relay})", markup=False)
+    if rotate:
+        out.print(f"  --rotate: {report.sessions_ended} open connection(s) with old keys ended", markup=False)
 
 
 @app.command("serve")

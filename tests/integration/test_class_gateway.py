@@ -17,7 +17,7 @@ import socket
 import subprocess
 import tarfile
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -258,6 +258,54 @@ def test_access_again_keeps_the_gateway_and_moves_it_only_for_a_new_port(classro
     assert moved.gateway == "restarted" and not first.running
     bundle = classroom.unpack("trainee1")
     assert ssh("-F", str(bundle / "ssh_config"), "node1", "true").returncode == 0
+
+
+def test_rotating_keys_ends_the_tunnels_opened_with_the_old_ones(classroom: Classroom) -> None:
+    """A session through the gateway opened with trainee 1's key is cut by `--rotate`; the gateway stays, and
+    the new bundle logs in while the old key is refused."""
+    old = classroom.unpack("trainee1")
+    kept = old.parent.parent / "old-bundle"
+    shutil.copytree(old, kept)
+    config = kept / "ssh_config"
+    config.write_text(config.read_text().replace(str(old), str(kept)))
+    session = subprocess.Popen(
+        ["ssh", "-o", "BatchMode=yes", "-F", str(config), "node1", "sleep 120"],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        paths = AccessPaths.for_class(CLASS)
+        gateway = running_gateway(paths)
+        assert gateway is not None
+        for _ in range(100):  # the session is up once the gateway forked a process for it
+            if session.poll() is None and _sessions_of(gateway.pid):
+                break
+            subprocess.run(["sleep", "0.1"], check=True)
+        assert session.poll() is None and _sessions_of(gateway.pid), "no session through the gateway"
+        rotated = open_access(
+            CLASS, classroom.labs, replace(options(root=classroom.root), rotate=True), classroom.nodes
+        )
+        assert rotated.sessions_ended >= 1 and rotated.gateway == "running"
+        assert session.wait(timeout=30) != 0  # cut, not finished: it was to sleep for two minutes
+        assert running_gateway(paths) == gateway
+    finally:
+        if session.poll() is None:
+            session.kill()
+        session.wait()
+    assert ssh("-F", str(config), "node1", "true").returncode != 0  # the old key is out
+    fresh = classroom.unpack("trainee1")
+    assert ssh("-F", str(fresh / "ssh_config"), "node1", "true").returncode == 0
+
+
+def _sessions_of(pid: int) -> list[int]:
+    children = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError):
+            data = stat.read_text()
+            if int(data[data.rindex(")") + 2 :].split()[1]) == pid:
+                children.append(int(stat.parent.name))
+    return children
 
 
 def test_removing_access_stops_the_gateway_and_forgets_the_bundles(classroom: Classroom) -> None:
