@@ -32,7 +32,15 @@ from pathlib import Path
 from labkit.classroom.access_paths import AccessPaths
 from labkit.classroom.bundle_text import ACCOUNT, NOLOGIN, check_ip
 from labkit.errors import HostError, UsageError
-from labkit.hostsetup.processes import Daemon, proc_stat, run_tool, stop_process, wait_until
+from labkit.hostsetup.processes import (
+    Daemon,
+    children,
+    log_tail,
+    recorded_process,
+    run_tool,
+    start_in_background,
+    stop_process,
+)
 from labkit.machines.sshkeys import make_key_pair
 
 SSHD = Path("/usr/sbin/sshd")
@@ -171,23 +179,9 @@ def write_authorized_keys(paths: AccessPaths, lines: list[str]) -> None:
 # ---- the daemon ----------------------------------------------------------------------------------------
 
 
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
-
-
 def running_gateway(paths: AccessPaths) -> Daemon | None:
     """The class's sshd, when its PID file names a live process whose command line names this config."""
-    try:
-        pid = int(paths.pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    stat = proc_stat(pid)
-    if stat is None or stat[0] in ("Z", "X") or f" {paths.sshd_config} " not in f" {_cmdline(pid)} ":
-        return None
-    return Daemon("sshd", pid, stat[1])
+    return recorded_process("sshd", paths.pidfile, str(paths.sshd_config))
 
 
 def end_sessions(paths: AccessPaths) -> int:
@@ -197,24 +191,10 @@ def end_sessions(paths: AccessPaths) -> int:
     gateway = running_gateway(paths)
     if gateway is None:
         return 0
-    sessions = [Daemon("sshd session", pid, ticks) for pid, ticks in _children(gateway.pid)]
+    sessions = children(gateway, "sshd session")
     for session in sessions:
         stop_process(session, None)
     return len(sessions)
-
-
-def _children(parent: int) -> list[tuple[int, int]]:
-    """(pid, start ticks) of the live processes whose parent is ``parent``."""
-    found = []
-    for stat_file in Path("/proc").glob("[0-9]*/stat"):
-        try:
-            data = stat_file.read_text()
-        except OSError:
-            continue
-        fields = data[data.rindex(")") + 2 :].split()
-        if int(fields[1]) == parent and fields[0] not in ("Z", "X"):
-            found.append((int(stat_file.parent.name), int(fields[19])))
-    return found
 
 
 def stop_gateway(paths: AccessPaths) -> bool:
@@ -296,36 +276,15 @@ def _answers(listen: Listen) -> bool:
 
 
 def _start(paths: AccessPaths, listen: Listen) -> None:
-    """Start sshd in the background (its own session: a Ctrl-C of labkit does not reach it) and wait until
-    its port answers; on failure the error carries the end of its log."""
+    """Start sshd in the background and wait until its port answers; on failure the error carries the end of
+    its log."""
     seen = paths.log.stat().st_size if paths.log.is_file() else 0
     argv = [str(SSHD), "-D", "-f", str(paths.sshd_config), "-E", str(paths.log)]
-    proc = subprocess.Popen(
-        argv,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd="/",
-        start_new_session=True,
-    )
-    wait_until(lambda: proc.poll() is not None or _answers(listen), START_TIMEOUT)
-    if proc.poll() is not None or not _answers(listen):
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+    proc = start_in_background(argv, lambda: _answers(listen), START_TIMEOUT)
+    if proc is None:
         raise HostError(
-            f"the class gateway (sshd) did not start on {listen}: {_log_tail(paths.log, seen)}",
+            f"the class gateway (sshd) did not start on {listen}: {log_tail(paths.log, seen)}",
             f"read {paths.log}",
         )
     # sshd writes the same PID; written here too, it is sure to be there when this returns
     paths.pidfile.write_text(f"{proc.pid}\n")
-
-
-def _log_tail(log: Path, since: int, lines: int = 3) -> str:
-    try:
-        with log.open("rb") as handle:
-            handle.seek(since)
-            text = handle.read().decode(errors="replace")
-    except OSError:
-        return "no log"
-    return " | ".join(text.strip().splitlines()[-lines:]) or "no log"

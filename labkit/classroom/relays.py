@@ -15,13 +15,12 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
 from pathlib import Path
 
 from labkit.classroom.access_paths import AccessPaths
 from labkit.classroom.bundle_text import SSH_PORT, check_ip
 from labkit.errors import HostError
-from labkit.hostsetup.processes import Daemon, proc_stat, stop_process, wait_until
+from labkit.hostsetup.processes import Daemon, log_tail, recorded_process, start_in_background, stop_process
 from labkit.machines.libvirt_host import LibvirtHost
 
 LOOPBACK = "127.0.0.1"
@@ -57,21 +56,7 @@ def relay_ports(paths: AccessPaths, host: str, addresses: list[str]) -> dict[str
 
 def running_relay(paths: AccessPaths, host: str) -> Daemon | None:
     _, pidfile, log = _files(paths, host)
-    try:
-        pid = int(pidfile.read_text().strip())
-    except (OSError, ValueError):
-        return None
-    stat = proc_stat(pid)
-    if stat is None or stat[0] in ("Z", "X") or f" {log} " not in f" {_cmdline(pid)} ":
-        return None
-    return Daemon(f"relay to {host}", pid, stat[1])
-
-
-def _cmdline(pid: int) -> str:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
-    except OSError:
-        return ""
+    return recorded_process(f"relay to {host}", pidfile, str(log))
 
 
 def ensure_relay(paths: AccessPaths, host: LibvirtHost, ports: dict[str, int]) -> str:
@@ -83,7 +68,7 @@ def ensure_relay(paths: AccessPaths, host: LibvirtHost, ports: dict[str, int]) -
         same = json.loads(ports_file.read_text()) == ports
     except (OSError, ValueError):
         same = False
-    if running is not None and same and all(_answers(port) for port in ports.values()):
+    if running is not None and same and _all_bound(ports):
         return RUNNING
     if running is not None:
         stop_process(running, pidfile)
@@ -91,22 +76,11 @@ def ensure_relay(paths: AccessPaths, host: LibvirtHost, ports: dict[str, int]) -
     argv = host.ssh_login().ssh_argv()
     forwards = [f"-L{LOOPBACK}:{port}:{ip}:{SSH_PORT}" for ip, port in sorted(ports.items())]
     command = [*argv[:-1], "-N", "-E", str(log), "-o", "ExitOnForwardFailure=yes", *forwards, argv[-1]]
-    proc = subprocess.Popen(
-        command,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        cwd="/",
-        start_new_session=True,
-    )
-    listening = wait_until(lambda: proc.poll() is not None or _all_bound(ports), START_TIMEOUT, 0.1)
-    if proc.poll() is not None or not listening:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        tail = " | ".join(log.read_text(errors="replace").strip().splitlines()[-3:]) if log.is_file() else ""
+    seen = log.stat().st_size if log.is_file() else 0
+    proc = start_in_background(command, lambda: _all_bound(ports), START_TIMEOUT)
+    if proc is None:
         raise HostError(
-            f"the relay to trainee labs on host {host.name} did not start: {tail or 'no log'}",
+            f"the relay to trainee labs on host {host.name} did not start: {log_tail(log, seen)}",
             f"`labkit hosts list` shows whether {host.name} answers; read {log}",
         )
     pidfile.write_text(f"{proc.pid}\n")
@@ -131,10 +105,6 @@ def _listening_ports() -> set[int]:
         if state == "0A" and local.startswith("0100007F:"):  # LISTEN on 127.0.0.1
             found.add(int(local.split(":")[1], 16))
     return found
-
-
-def _answers(port: int) -> bool:
-    return port in _listening_ports()
 
 
 def stop_relays(paths: AccessPaths) -> list[str]:

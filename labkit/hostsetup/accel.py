@@ -74,6 +74,16 @@ def _detect(sysfs_root: Path, dev_kvm: Path) -> AccelChoice:
     return AccelChoice("qemu", "qemu: no hardware virtualisation (no /dev/kvm, no kvm_intel/kvm_amd)")
 
 
+def requested_driver(override: str | None) -> Driver | None:
+    """The driver ``override`` asks for ("kvm", "qemu"), or None for "auto", "" or None; anything else is refused."""
+    choice = (override or "").strip().lower()
+    if choice in ("", "auto"):
+        return None
+    if choice not in DRIVERS:
+        raise UsageError(f"unknown accelerator {override!r}", hint="use one of: kvm, qemu, auto")
+    return "kvm" if choice == "kvm" else "qemu"
+
+
 def detect_accel(
     override: str | None = None,
     *,
@@ -85,14 +95,9 @@ def detect_accel(
     ``sysfs_root`` and ``dev_kvm`` exist for tests (fake trees).
     """
     detected = _detect(Path(sysfs_root), Path(dev_kvm))
-    if override is None:
+    driver = requested_driver(override)
+    if driver is None:
         return detected
-    choice = override.strip().lower()
-    if choice in ("", "auto"):
-        return detected
-    if choice not in DRIVERS:
-        raise UsageError(f"unknown accelerator {override!r}", hint="use one of: kvm, qemu, auto")
-    if choice == detected.driver:
+    if driver == detected.driver:
         return AccelChoice(detected.driver, f"{detected.reason} (also requested)")
-    driver: Driver = "kvm" if choice == "kvm" else "qemu"
     return AccelChoice(driver, f"{driver}: requested (auto-detection said {detected.reason})")

@@ -43,14 +43,85 @@ class Daemon:
 # --------------------------------------------------------------------------------------------- processes
 
 
-def proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state letter, start time in clock ticks) of a process, or None if there is no such process."""
+def _stat_fields(pid: int) -> list[str] | None:
+    """/proc/PID/stat from field 3 (state) on, or None if there is no such process."""
     try:
         data = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
         return None
-    fields = data[data.rindex(")") + 2 :].split()  # comm may contain spaces and parentheses
-    return fields[0], int(fields[19])  # fields 3 (state) and 22 (starttime) of proc(5)
+    return data[data.rindex(")") + 2 :].split()  # comm may contain spaces and parentheses
+
+
+def proc_stat(pid: int) -> tuple[str, int] | None:
+    """(state letter, start time in clock ticks) of a process, or None if there is no such process."""
+    fields = _stat_fields(pid)
+    return None if fields is None else (fields[0], int(fields[19]))  # fields 3 and 22 of proc(5)
+
+
+def cmdline(pid: int) -> str:
+    """A process's command line, its arguments joined by spaces ("" when it is gone)."""
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def recorded_process(name: str, pidfile: Path, marker: str) -> Daemon | None:
+    """The live process ``pidfile`` names, when its command line has ``marker`` as one of its words (a file
+    only that process was started with): a reused PID or another program's is not taken for it."""
+    try:
+        pid = int(pidfile.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    stat = proc_stat(pid)
+    if stat is None or stat[0] in ("Z", "X") or f" {marker} " not in f" {cmdline(pid)} ":
+        return None
+    return Daemon(name, pid, stat[1])
+
+
+def children(parent: Daemon, name: str) -> list[Daemon]:
+    """The live processes whose parent is ``parent`` (while it still runs)."""
+    if not parent.running:
+        return []
+    found = []
+    for pid in live_pids():
+        fields = _stat_fields(pid)
+        if fields is not None and int(fields[1]) == parent.pid:
+            found.append(Daemon(name, pid, int(fields[19])))
+    return found
+
+
+def start_in_background(
+    argv: list[str], ready: Callable[[], bool], timeout: float
+) -> subprocess.Popen[bytes] | None:
+    """Start ``argv`` in its own session (a Ctrl-C of labkit does not reach it), with no terminal, and wait
+    until ``ready()``; the process, or None when it exited or was not ready in ``timeout`` (then it is killed)."""
+    proc = subprocess.Popen(
+        argv,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        cwd="/",
+        start_new_session=True,
+    )
+    wait_until(lambda: proc.poll() is not None or ready(), timeout, 0.05)
+    if proc.poll() is None and ready():
+        return proc
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait()
+    return None
+
+
+def log_tail(log: Path, since: int = 0, lines: int = 3) -> str:
+    """The last ``lines`` of ``log`` written after byte ``since``, on one line ("no log" when empty)."""
+    try:
+        with log.open("rb") as handle:
+            handle.seek(since)
+            text = handle.read().decode(errors="replace")
+    except OSError:
+        return "no log"
+    return " | ".join(text.strip().splitlines()[-lines:]) or "no log"
 
 
 def comm(pid: int) -> str:

@@ -7,8 +7,8 @@ from __future__ import annotations
 import shlex
 from typing import Any
 
-from labkit.errors import HostError, UsageError
-from labkit.hostsetup.accel import DRIVERS, AccelChoice, detect_accel
+from labkit.errors import HostError
+from labkit.hostsetup.accel import AccelChoice, detect_accel, requested_driver
 from labkit.hostsetup.pool import second_host_known_hosts
 from labkit.machines.host_facts import accelerator_offered, ram_from_stats
 from labkit.machines.libvirt_host import LibvirtHost
@@ -26,19 +26,17 @@ def choose_accel(host: LibvirtHost, conn: Any, requested: str | None) -> AccelCh
         here = detect_accel(requested)
         return AccelChoice(here.driver, f"{here.reason} (a second host on this machine)")
     offered = accelerator_offered(conn.getCapabilities())
-    wanted = (requested or "auto").strip().lower()
-    if wanted in ("", "auto"):
+    wanted = requested_driver(requested)
+    if wanted is None:
         return AccelChoice(
             "kvm" if offered == "kvm" else "qemu", f"{offered}: offered by libvirt on {host.name}"
         )
-    if wanted not in DRIVERS:
-        raise UsageError(f"unknown accelerator {requested!r}", hint="use one of: kvm, qemu, auto")
     if wanted == "kvm" and offered != "kvm":
         raise HostError(
             f"kvm was requested but libvirt on {host.name} offers no KVM domains",
             "use --accel qemu (software emulation), or load kvm_intel/kvm_amd on that host",
         )
-    return AccelChoice("kvm" if wanted == "kvm" else "qemu", f"{wanted}: requested, offered on {host.name}")
+    return AccelChoice(wanted, f"{wanted}: requested, offered on {host.name}")
 
 
 def free_ram_mib(host: LibvirtHost, conn: Any) -> int | None:

@@ -299,11 +299,14 @@ def test_rotating_keys_ends_the_tunnels_opened_with_the_old_ones(classroom: Clas
 
 
 def _sessions_of(pid: int) -> list[int]:
+    """The gateway's children serving a logged-in trainee (``sshd: labkit-trainee [priv]``), not the short-lived
+    ones of a connection that is still being set up or of a port probe."""
     children = []
     for stat in Path("/proc").glob("[0-9]*/stat"):
         with contextlib.suppress(OSError):
             data = stat.read_text()
-            if int(data[data.rindex(")") + 2 :].split()[1]) == pid:
+            cmdline = (stat.parent / "cmdline").read_bytes()
+            if int(data[data.rindex(")") + 2 :].split()[1]) == pid and ACCOUNT.encode() in cmdline:
                 children.append(int(stat.parent.name))
     return children
 
