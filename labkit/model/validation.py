@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from labkit.errors import Problem
 from labkit.model.endpoints import EndpointError, resolve_etcd_endpoint
-from labkit.model.sandbox import confined
+from labkit.model.sandbox import confined, confined_template
 from labkit.model.scenario import KNOWN_ROLES, MANAGEMENT_POOL, SELECT_ALL
 from labkit.model.version_guard import version_refusals
 from labkit.model.yamlpos import Loc, format_loc, line_for
@@ -275,7 +275,7 @@ def _template_problems(s: int, stage: dict[str, Any], base: Path) -> Iterator[_F
         if not isinstance(template, str) or "{" in template:
             continue
         loc: Loc = ("stages", s, kind, a, "args", "template")
-        if confined(base, template) is None:
+        if confined_template(base, template) is None:
             yield _Finding(
                 loc,
                 f"template {template!r} lies outside the scenario directory",

@@ -1,11 +1,12 @@
-"""Release-shaped artifacts built from Debian's binaries, served over HTTP on 127.0.0.1, for tests that solve
-stages on real VMs.
+"""Release-shaped artifacts for tests that solve stages on real VMs, served over HTTP on 127.0.0.1.
 
-The upstream downloads (etcd, CNI plugins) cannot be fetched here (no internet) and are never faked: each file
-is built from the Debian package's real binaries, laid out as the upstream release is, and a test catalog (a
-copy of the shipped one) pins its real sha256. A mirror server (``http.server`` in a thread, on a random port
-of 127.0.0.1) serves it at the path labkit's mirror mapping asks for, and ``LABKIT_CATALOG`` / ``LABKIT_MIRROR``
-point labkit (in-process and in ``labkit`` subprocesses) at both::
+The upstream downloads (etcd, the CNI plugins, flanneld) cannot be fetched here (no internet) and are never
+faked. Each file is made of real programs and laid out as the upstream release is: etcd and the CNI plugins
+1.1.1 from Debian's packages' binaries, flanneld 0.13.0 and the CNI plugins 0.8.7 built from their projects'
+source in ``../shared/upstream`` (:mod:`.source_builds`). A test catalog (a copy of the shipped one) pins each
+file's real sha256 and says in ``source`` what it is. A mirror server (``http.server`` in a thread, on a random
+port of 127.0.0.1) serves it at the path labkit's mirror mapping asks for, and ``LABKIT_CATALOG`` /
+``LABKIT_MIRROR`` point labkit (in-process and in ``labkit`` subprocesses) at both::
 
     with serve_artifacts([("cni-plugins", "1.1.1")], tmp_dir) as served:
         served.fetch()              # into the host cache, verified, as `labkit solve` needs it
@@ -15,8 +16,9 @@ On exit the server stops, the environment is restored and the cache directories 
 removed (a directory that was there before is set aside at the start and put back), so the developer's cache
 never keeps a test-built stand-in.
 
-Run as a script to do the same by hand (``python -m tests.integration.artifact_server cni-plugins 1.1.1``): it
-fetches into the cache, prints the ``LABKIT_CATALOG`` to export, and serves until SIGINT or SIGTERM.
+Run as a script to do the same by hand (``python -m tests.integration.artifact_server etcd 3.4.14 flanneld
+0.13.0 cni-plugins 0.8.7``): it builds what is missing, fetches into the cache, prints the ``LABKIT_CATALOG``
+to export, and serves until SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -41,12 +43,43 @@ import yaml
 from labkit import artifacts, paths
 from labkit.artifacts import Catalog
 
+from .source_builds import SOURCE_BUILDS, SourceBuild
+
 CATALOG_ENV = "LABKIT_CATALOG"
 ETCD_BINARIES = (Path("/usr/bin/etcd"), Path("/usr/bin/etcdctl"))
 CNI_DIR = Path("/usr/lib/cni")
-SOURCE_NOTE = (
-    "test-built from Debian's {packages} binaries (not the upstream release); real sha256 of that file"
-)
+DEBIAN_NOTE = "test-built from Debian's {packages} binaries (not the upstream release); real sha256 of that file"
+
+
+@dataclass(frozen=True)
+class Builder:
+    """How one artifact's release-shaped file is made here: its members, and what the catalog says of them."""
+
+    members: Callable[[str], dict[str, Path]]
+    """Archive member name -> file (for ``unpack: none``, the one file served)."""
+    source: str
+    """The catalog entry's ``source``: what the file really is."""
+    why_not: Callable[[], str | None]
+    """Why it cannot be made on this host (for ``pytest.skip``), or None."""
+
+
+def _debian(members: Callable[[str], dict[str, Path]], packages: str, needs: tuple[Path, ...]) -> Builder:
+    def why_not() -> str | None:
+        absent = [str(p) for p in needs if not p.is_file()]
+        return f"{', '.join(absent)} absent: apt-get install -y {packages}" if absent else None
+
+    return Builder(members, DEBIAN_NOTE.format(packages=packages), why_not)
+
+
+def _from_source(build: SourceBuild) -> Builder:
+    def members(version: str) -> dict[str, Path]:
+        out = build.built()
+        if build.name == "flanneld":
+            return {"flanneld-amd64": out / "flanneld"}
+        # the release tarball's shape: every plugin flat, as ./NAME
+        return {f"./{plugin.name}": plugin for plugin in sorted((out / "bin").iterdir()) if plugin.is_file()}
+
+    return Builder(members, build.source_note, build.why_not)
 
 
 def _etcd_members(version: str) -> dict[str, Path]:
@@ -59,29 +92,22 @@ def _cni_members(version: str) -> dict[str, Path]:
     return {f"./{plugin.name}": plugin for plugin in sorted(CNI_DIR.iterdir()) if plugin.is_file()}
 
 
-@dataclass(frozen=True)
-class Builder:
-    members: Callable[[str], dict[str, Path]]
-    packages: str
-    """The Debian packages the binaries come from (for skip messages and the catalog's ``source``)."""
-    needs: tuple[Path, ...]
-
-
-BUILDERS: dict[str, Builder] = {
-    "etcd": Builder(_etcd_members, "etcd-server etcd-client", ETCD_BINARIES),
-    "cni-plugins": Builder(_cni_members, "containernetworking-plugins", (CNI_DIR / "bridge",)),
+BUILDERS: dict[tuple[str, str], Builder] = {
+    ("etcd", "3.4.14"): _debian(_etcd_members, "etcd-server etcd-client", ETCD_BINARIES),
+    ("cni-plugins", "1.1.1"): _debian(_cni_members, "containernetworking-plugins", (CNI_DIR / "bridge",)),
+    **{key: _from_source(build) for key, build in SOURCE_BUILDS.items()},
 }
+"""Every (catalog name, version) the server can make: etcd and CNI 1.1.1 from Debian's packages (the same
+programs, Debian's build), flanneld 0.13.0 and the CNI plugins 0.8.7 built from their projects' source."""
 
 
-def missing_binaries(name: str) -> str | None:
-    """Why artifact ``name`` cannot be built on this host (for ``pytest.skip``), or None."""
-    builder = BUILDERS.get(name)
+def missing_binaries(name: str, version: str) -> str | None:
+    """Why artifact ``name`` ``version`` cannot be made on this host (for ``pytest.skip``), or None."""
+    builder = BUILDERS.get((name, version.removeprefix("v")))
     if builder is None:
-        return f"no builder for artifact {name!r} (known: {', '.join(sorted(BUILDERS))})"
-    absent = [str(p) for p in builder.needs if not p.is_file()]
-    if absent:
-        return f"{', '.join(absent)} absent: apt-get install -y {builder.packages}"
-    return None
+        known = ", ".join(f"{n} {v}" for n, v in sorted(BUILDERS))
+        return f"no builder for artifact {name} {version} (known: {known})"
+    return builder.why_not()
 
 
 def build_tarball(members: dict[str, Path], target: Path) -> None:
@@ -156,12 +182,12 @@ class ServedArtifacts:
         return [artifacts.fetch(catalog.get(a.name, a.version), mirror=self.mirror) for a in self.artifacts]
 
 
-def _test_entry(entry: dict[str, Any], built: Path, members: dict[str, Path], packages: str) -> list[str]:
+def _test_entry(entry: dict[str, Any], built: Path, members: dict[str, Path], source: str) -> list[str]:
     """Rewrite a catalog entry for the built file; returns the install members kept."""
     entry["sha256"] = _sha256(built)
     entry.pop("sha512", None)
     entry["trust"] = "pinned"
-    entry["source"] = SOURCE_NOTE.format(packages=packages)
+    entry["source"] = source
     if entry.get("unpack") == "tar":
         present = {_member_name(name) for name in members}
         kept = [item for item in entry["install"] if _member_name(item["member"]) in present]
@@ -207,20 +233,25 @@ def serve_artifacts(wanted: list[tuple[str, str]], workdir: Path) -> Iterator[Se
     root = workdir / "mirror"
     served: list[ServedArtifact] = []
     for name, version in wanted:
-        why = missing_binaries(name)
+        version = version.removeprefix("v")
+        why = missing_binaries(name, version)
         if why is not None:
             raise FileNotFoundError(why)
-        version = version.removeprefix("v")
         entry = next(
             (e for e in shipped["artifacts"] if e["name"] == name and str(e["version"]) == version), None
         )
         if entry is None:
             raise KeyError(f"the shipped catalog has no {name} {version}")
-        builder = BUILDERS[name]
+        builder = BUILDERS[(name, version)]
         members = builder.members(version)
         target = root / _relative_url(entry["url"])
-        build_tarball(members, target)
-        kept = _test_entry(entry, target, members, builder.packages)
+        if entry.get("unpack") == "none":
+            (only,) = members.values()
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(only, target)
+        else:
+            build_tarball(members, target)
+        kept = _test_entry(entry, target, members, builder.source)
         served.append(ServedArtifact(name, version, target, entry["sha256"], kept))
     catalog_file = workdir / "catalog.yaml"
     catalog_file.write_text(yaml.safe_dump(shipped, sort_keys=False), encoding="utf-8")

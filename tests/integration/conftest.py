@@ -167,7 +167,7 @@ def served_cni(
 ) -> Iterator[ServedArtifacts]:
     """cni-plugins 1.1.1 built from Debian's binaries, served, in the host cache for the module's duration
     (the pod-routes scenario's artifact)."""
-    why = missing_binaries("cni-plugins")
+    why = missing_binaries("cni-plugins", "1.1.1")
     if why is not None:
         pytest.skip(f"artifact cni-plugins: {why}")
     with serve_artifacts([("cni-plugins", "1.1.1")], tmp_path_factory.mktemp("artifacts")) as served:

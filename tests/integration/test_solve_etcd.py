@@ -28,7 +28,7 @@ NETWORK_CONFIG = {"Network": "10.0.0.0/16", "SubnetLen": 24, "Backend": {"Type":
 @pytest.fixture(scope="module")
 def served_etcd(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """etcd 3.4.14's release tarball built from Debian's binaries, served on loopback; the mirror URL."""
-    why = missing_binaries("etcd")
+    why = missing_binaries("etcd", "3.4.14")
     if why is not None:
         pytest.skip(f"artifact etcd: {why}")
     with serve_artifacts([("etcd", "3.4.14")], tmp_path_factory.mktemp("etcd-mirror")) as served:

@@ -59,9 +59,15 @@ class FileArgs(FileAttrs):
     @classmethod
     def _template(cls, value: str | None) -> str | None:
         if value is not None:
-            path = PurePosixPath(value)
-            if path.is_absolute() or ".." in path.parts:
-                raise ValueError(f"{value!r} must be a path relative to the scenario directory")
+            # ../OTHER/...: another shipped scenario's template (only a shipped scenario may read it; the
+            # whole-document validation and the loader refuse it for any other, see labkit.model.sandbox)
+            parts = PurePosixPath(value).parts
+            shared = len(parts) > 2 and parts[0] == ".." and ".." not in parts[1:]
+            if PurePosixPath(value).is_absolute() or (".." in parts and not shared):
+                raise ValueError(
+                    f"{value!r} must be a path relative to the scenario directory "
+                    "(a scenario shipped with labkit may also name ../SCENARIO/PATH, another shipped one's file)"
+                )
         return value
 
     @model_validator(mode="after")
@@ -75,7 +81,7 @@ def render_template(scenario_dir: Path | None, name: str, variables: dict[str, A
     """Render ``name`` (relative to the scenario directory) with StrictUndefined: a missing variable is an error."""
     if scenario_dir is None:
         raise UsageError(f"template {name!r} needs a scenario directory", "load the scenario from its file")
-    env = sandbox.environment(scenario_dir)
+    env = sandbox.environment(scenario_dir, scenario=True)
     try:
         return env.get_template(name).render(**variables)
     except jinja2.TemplateNotFound:
