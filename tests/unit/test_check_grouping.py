@@ -183,8 +183,9 @@ def test_a_finding_on_several_nodes_is_printed_once_with_each_nodes_evidence() -
         "flannel-diagnosis fails on node2, node3",
         "  wrong-iface",
         "    cause: flanneld does not use the lab NIC (no -iface: flanneld takes the default route's NIC, eth0). "
-        "The first NIC of a Vagrant VM is the NAT/management one, with the same kind of address on every VM: "
-        "every node would announce the same public IP and no packet would cross between nodes.",
+        "It announces the NIC it uses as its PublicIP in its lease, and the other nodes send this node's pod "
+        "traffic there. The first NIC of a Vagrant VM is the NAT/management one, not the lab network (on "
+        "VirtualBox it even has the same 10.0.2.15 on every VM, so all nodes would announce one IP).",
         "    fix: Add -iface=eth1 (the NIC holding ‹1›) to /etc/flannel/flanneld.conf and restart flanneld.",
         "      node2: ‹1› = 192.168.56.12",
         "      node3: ‹1› = 192.168.56.13",

@@ -208,6 +208,103 @@ def test_hostname_endpoint_resolving_to_vagrants_loopback() -> None:
     assert "IP" in finding.report("ja").fix
 
 
+# Seen on the real lab (tests/integration/test_flannel_real.py), flanneld v0.13.0 built from source, etcd 3.4:
+LOOKUP_REFUSED = (
+    "Dec 04 21:02:23 node2 flanneld[678]: E1204 21:02:23.073927     678 main.go:386] Couldn't fetch network config: "
+    "client: etcd cluster is unavailable or misconfigured; error #0: dial tcp: lookup etcd on [::1]:53: read udp "
+    "[::1]:36151->[::1]:53: read: connection refused"
+)
+LOOPBACK_REFUSED = (
+    "Dec 04 21:09:30 node1 flanneld[1004]: E1204 21:09:30.044517    1004 main.go:386] Couldn't fetch network "
+    "config: client: etcd cluster is unavailable or misconfigured; error #0: dial tcp 127.0.2.1:2379: connect: "
+    "connection refused"
+)
+WATCH_V2_OFF = (
+    "Dec 04 21:03:49 node3 flanneld[551]: E1204 21:03:49.151213     551 watch.go:43] Watch subnets: client: "
+    "response is invalid json. The endpoint is probably not valid etcd cluster endpoint."
+)
+KEY_NOT_FOUND = (
+    "Dec 04 21:05:20 node2 flanneld[675]: E1204 21:05:20.185794     675 main.go:386] Couldn't fetch network "
+    "config: 100: Key not found (/coreos.com/network/config) [8]"
+)
+IFACE_ETH0 = "I1204 21:04:13.291175     670 main.go:531] Using interface with name eth0 and address 172.29.67.92"
+
+
+def test_hostname_endpoint_resolving_to_etcds_ip_is_no_finding() -> None:
+    """labkit's /etc/hosts maps every node by its lab IP, and with it this flanneld leases as with the IP."""
+    conf = FLANNELD_CONF.replace("http://192.168.56.11:2379", "http://node1:2379")
+    assert findings({"conf": conf, "endpoint": "http://node1:2379", "resolve": "192.168.56.11   node1"}) == []
+
+
+def test_hostname_endpoint_that_does_not_resolve_quotes_flanneld() -> None:
+    conf = FLANNELD_CONF.replace("http://192.168.56.11:2379", "http://etcd:2379")
+    unresolved = "curl: (6) Could not resolve host: etcd\n@@rc 6"
+    found = findings(
+        {
+            "conf": conf,
+            "endpoint": "http://etcd:2379",
+            "resolve": "",
+            "etcd-v2": unresolved,
+            "etcd-v3": unresolved,
+            "journal": JOURNAL_OK + "\n" + LOOKUP_REFUSED,
+        }
+    )
+    assert [f.id for f in found] == ["hostname-endpoint", "etcd-unreachable"]
+    assert found[0].evidence == (
+        "-etcd-endpoints=http://etcd:2379; etcd does not resolve here; flanneld: Couldn't fetch network config: "
+        "client: etcd cluster is unavailable or misconfigured; error #0: dial tcp: lookup etcd on [::1]:53: read "
+        "udp [::1]:36151->[::1]:53: read: connection refused"
+    )
+    assert "on this node it does not resolve" in found[0].report("en").cause
+
+
+def test_hostname_endpoint_resolving_to_loopback_quotes_flanneld() -> None:
+    conf = FLANNELD_CONF.replace("http://192.168.56.11:2379", "http://node1:2379")
+    finding = findings(
+        {
+            "conf": conf,
+            "endpoint": "http://node1:2379",
+            "resolve": "127.0.2.1       node1",
+            "journal": JOURNAL_OK + "\n" + LOOPBACK_REFUSED,
+        },
+        Expectations(flannel_version="0.13.0", lab_ip="192.168.56.11", etcd_endpoint="http://192.168.56.11:2379"),
+    )[0]
+    assert finding.id == "hostname-endpoint"
+    assert finding.evidence.endswith("dial tcp 127.0.2.1:2379: connect: connection refused")
+
+
+def test_hostname_endpoint_resolving_elsewhere_than_etcd() -> None:
+    conf = FLANNELD_CONF.replace("http://192.168.56.11:2379", "http://node1:2379")
+    finding = only({"conf": conf, "endpoint": "http://node1:2379", "resolve": "192.168.56.99   node1"})
+    assert finding.evidence.endswith("node1 resolves here to 192.168.56.99, not etcd's 192.168.56.11")
+
+
+def test_etcd_v2_off_under_a_running_flanneld_quotes_its_watch_line() -> None:
+    """etcd restarted without --enable-v2: the running flanneld stays active with 0 restarts and logs the
+    invalid-json line every second; the finding needs no restart count."""
+    finding = only({"etcd-v2": "404 page not found\n@@rc 0", "journal": JOURNAL_OK + "\n" + WATCH_V2_OFF})
+    assert finding.id == "etcd-v2-off"
+    assert finding.evidence == (
+        "GET /v2/keys: 404 page not found; flanneld: Watch subnets: client: response is invalid json. The "
+        "endpoint is probably not valid etcd cluster endpoint."
+    )
+
+
+def test_network_config_missing_quotes_flanneld() -> None:
+    absent = '{"errorCode":100,"message":"Key not found","cause":"/coreos.com/network/config","index":8}\n@@rc 0'
+    finding = only({"etcd-v2": absent, "journal": JOURNAL_OK + "\n" + KEY_NOT_FOUND})
+    assert finding.id == "network-config-missing"
+    assert finding.evidence.endswith(
+        "flanneld: Couldn't fetch network config: 100: Key not found (/coreos.com/network/config) [8]"
+    )
+
+
+def test_wrong_iface_quotes_the_nic_flanneld_took() -> None:
+    conf = FLANNELD_CONF.replace("-iface=eth1", "-iface=eth0")
+    finding = only({"conf": conf, "journal-iface": IFACE_ETH0})
+    assert finding.evidence.endswith("; flanneld: Using interface with name eth0 and address 172.29.67.92")
+
+
 def test_endpoint_without_scheme() -> None:
     conf = FLANNELD_CONF.replace("http://192.168.56.11:2379", "192.168.56.11:2379")
     finding = only({"conf": conf})
@@ -522,9 +619,10 @@ class Recorded:
 
 
 def test_flannel_check_fails_with_its_findings() -> None:
-    conf = FLANNELD_CONF.replace("-iface=eth1", "-iface=eth0").replace("192.168.56.11:2379", "node1:2379")
+    conf = FLANNELD_CONF.replace("-iface=eth1", "-iface=eth0").replace("192.168.56.11:2379", "etcd:2379")
     check = FlannelCheck(FlannelArgs(flannel_version="0.13.0", lab_ip="192.168.56.12"))
-    seen = check.examine(Recorded(facts_output({"conf": conf, "etcd-v2": "404 page not found\n@@rc 0"})))
+    changes = {"conf": conf, "endpoint": "http://etcd:2379", "resolve": "", "etcd-v2": "404 page not found\n@@rc 0"}
+    seen = check.examine(Recorded(facts_output(changes)))
     assert not seen.ok
     assert seen.seen == "3 findings: hostname-endpoint, etcd-v2-off, wrong-iface"
     assert [f.id for f in seen.findings] == ["hostname-endpoint", "etcd-v2-off", "wrong-iface"]

@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from labkit.kinds.diagnoses.finding import Finding, Text
 from labkit.kinds.diagnoses.flannel.expectations import Expectations
-from labkit.kinds.diagnoses.flannel.facts import Facts
+from labkit.kinds.diagnoses.flannel.facts import GLOG_PREFIX, Facts
 from labkit.kinds.diagnoses.flannel.findings import ENDPOINT_NO_SCHEME, HOSTNAME_ENDPOINT, WRONG_IFACE
 
 
@@ -19,25 +19,55 @@ def _is_ip(host: str) -> bool:
     return True
 
 
+def _expected_host(want: Expectations) -> str | None:
+    """The host of the endpoint flanneld.conf should name (etcd's lab IP), when the scenario gives it."""
+    return urlsplit(want.etcd_endpoint).hostname if want.etcd_endpoint else None
+
+
+def _name_problem(host: str, resolved: list[str], etcd_ip: str | None) -> tuple[str, Text] | None:
+    """Why flanneld on this node would not reach etcd through ``host``: (evidence, problem), or None when the
+    name resolves here to etcd's own IP (this flanneld then leases as with the IP: seen on a real lab)."""
+    if not resolved or not _is_ip(resolved[0]):
+        return f"{host} does not resolve here", Text("does not resolve", "名前解決できません")
+    first = resolved[0]
+    if ipaddress.ip_address(first).is_loopback:
+        return (
+            f"{host} resolves here to {first} (loopback: this node itself)",
+            Text(f"resolves to {first}, this node's own loopback address", f"このノード自身のループバック {first} になります"),
+        )
+    if etcd_ip is not None and first != etcd_ip:
+        return (
+            f"{host} resolves here to {first}, not etcd's {etcd_ip}",
+            Text(f"resolves to {first}, not etcd's {etcd_ip}", f"etcd の {etcd_ip} ではなく {first} になります"),
+        )
+    return None
+
+
 def endpoint_findings(facts: Facts, want: Expectations) -> list[Finding]:
     found: list[Finding] = []
+    etcd_ip = _expected_host(want)
     for value in facts.flags.get("etcd-endpoints", []):
         for endpoint in filter(None, (e.strip() for e in value.split(","))):
             has_scheme = "://" in endpoint
             if not has_scheme:
                 found.append(Finding(ENDPOINT_NO_SCHEME, f"-etcd-endpoints={value}", {"endpoint": endpoint}))
             host = urlsplit(endpoint if has_scheme else f"http://{endpoint}").hostname or ""
-            if host and not _is_ip(host):
-                resolved = facts.resolved.split()
-                evidence = f"-etcd-endpoints={value}"
-                if resolved and _is_ip(resolved[0]):
-                    evidence += f"; {host} resolves here to {resolved[0]}"
-                    if resolved[0].startswith("127."):
-                        evidence += " (loopback: this node itself)"
-                else:
-                    evidence += f"; {host} does not resolve here"
-                suggest = want.etcd_endpoint or "http://ETCD_IP:2379"
-                found.append(Finding(HOSTNAME_ENDPOINT, evidence, {"host": host, "suggest": suggest}))
+            if not host or _is_ip(host):
+                continue
+            # the facts script resolves the first endpoint's host only
+            if host != (urlsplit(facts.endpoint_queried).hostname or host):
+                continue
+            problem = _name_problem(host, facts.resolved.split(), etcd_ip)
+            if problem is None:
+                continue
+            seen, why = problem
+            evidence = f"-etcd-endpoints={value}; {seen}"
+            resolved = facts.resolved.split()
+            said = facts.flanneld_said(f"lookup {host}", *(f"{resolved[0]}:" for _ in resolved[:1]))
+            if said:
+                evidence += f"; flanneld: {said}"
+            suggest = want.etcd_endpoint or "http://ETCD_IP:2379"
+            found.append(Finding(HOSTNAME_ENDPOINT, evidence, {"host": host, "problem": why, "suggest": suggest}))
     return found
 
 
@@ -65,7 +95,7 @@ def iface_findings(facts: Facts, want: Expectations) -> list[Finding]:
         if lab_iface is not None and default == lab_iface:
             return []
         evidence = f"no -iface in flanneld.conf; default route via {default}; NICs: {listing}"
-        return [Finding(WRONG_IFACE, evidence, {**values, "problem": problem})]
+        return [Finding(WRONG_IFACE, _with_iface_line(evidence, facts), {**values, "problem": problem})]
     if lab_iface is not None:
         if lab_iface in chosen or want.lab_ip in chosen:
             return []
@@ -82,4 +112,10 @@ def iface_findings(facts: Facts, want: Expectations) -> list[Finding]:
             f"-iface={','.join(unknown)} はこのノードの NIC ではありません",
         )
     evidence = f"-iface={','.join(chosen)}; NICs: {listing}"
-    return [Finding(WRONG_IFACE, evidence, {**values, "problem": problem})]
+    return [Finding(WRONG_IFACE, _with_iface_line(evidence, facts), {**values, "problem": problem})]
+
+
+def _with_iface_line(evidence: str, facts: Facts) -> str:
+    """The evidence, with flanneld's own word on the NIC it took (the address it announces) when logged."""
+    said = GLOG_PREFIX.sub("", facts.iface_line.strip())
+    return f"{evidence}; flanneld: {said}" if said else evidence

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from typing import Literal
+
+GLOG_PREFIX = re.compile(r"^[IWEF]\d{4} [\d:.]+\s+\d+ [\w./-]+:\d+\] ")
+"""flanneld's log prefix (glog): level, date, time, PID, file:line."""
 
 EtcdState = Literal["present", "absent", "v2-off", "error", "unknown"]
 
@@ -48,3 +52,14 @@ class Facts:
     flanneld_absent: str | None = None
     """Where flanneld was looked for and not found (the unit's ExecStart path, or ``PATH=...``)."""
     journal: list[str] = field(default_factory=list)
+    """flanneld's last journal lines (without its "timed out" retry lines)."""
+    iface_line: str = ""
+    """flanneld's own "Using interface with name NIC and address IP" line of its last start, when logged."""
+
+    def flanneld_said(self, *markers: str) -> str:
+        """flanneld's last journal line holding one of ``markers``, without the journal's prefix; else ''."""
+        for line in reversed(self.journal):
+            if any(marker in line for marker in markers):
+                message = line.split("]: ", 1)[-1].strip()
+                return GLOG_PREFIX.sub("", message)[:300]
+        return ""

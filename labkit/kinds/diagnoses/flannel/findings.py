@@ -25,12 +25,14 @@ ETCD_V2_OFF = FindingSpec(
 HOSTNAME_ENDPOINT = FindingSpec(
     "hostname-endpoint",
     Text(
-        "-etcd-endpoints names a host ({host}), not an IP. flanneld >= 0.10 is a static cgo build whose name "
-        "resolution can crash (flannel-io/flannel#977); and Vagrant maps a VM's own hostname to 127.0.X.1, so "
-        "the name may point back at this node instead of etcd.",
-        "-etcd-endpoints に IP ではなくホスト名 ({host}) が書かれています。flanneld 0.10 以降は静的リンクの cgo "
-        "ビルドで、名前解決で異常終了することがあります (flannel-io/flannel#977)。また Vagrant は VM 自身の"
-        "ホスト名を 127.0.X.1 に割り当てるため、その名前が etcd ではなく自ノードを指すことがあります。",
+        "-etcd-endpoints names a host ({host}); on this node it {problem}, so flanneld cannot reach etcd: a "
+        "name means what each node's /etc/hosts or DNS says. Vagrant maps a VM's own hostname to 127.0.X.1, and "
+        "a node without the name gets \"no such host\". (Release builds of flanneld can also crash resolving a "
+        "name through glibc, flannel-io/flannel#977.) An IP is the same on every node.",
+        "-etcd-endpoints のホスト名 ({host}) はこのノードでは{problem}。そのため flanneld は etcd に届きません。"
+        "名前の意味は各ノードの /etc/hosts や DNS 次第です。Vagrant は VM 自身のホスト名を 127.0.X.1 に割り当て、"
+        "名前を知らないノードでは \"no such host\" になります (flanneld のリリース版は glibc での名前解決で異常"
+        "終了することもあります: flannel-io/flannel#977)。IP ならどのノードでも同じです。",
     ),
     Text(
         "Write etcd's lab IP in /etc/flannel/flanneld.conf: -etcd-endpoints={suggest}, then systemctl restart "
@@ -93,11 +95,14 @@ ETCD_UNREACHABLE = FindingSpec(
 WRONG_IFACE = FindingSpec(
     "wrong-iface",
     Text(
-        "flanneld does not use the lab NIC ({problem}). The first NIC of a Vagrant VM is the NAT/management one, "
-        "with the same kind of address on every VM: every node would announce the same public IP and no packet "
-        "would cross between nodes.",
-        "flanneld がラボ用 NIC を使っていません ({problem})。Vagrant の VM の最初の NIC は NAT/管理用で、"
-        "どの VM でも同じような IP を持ちます。全ノードが同じ public IP を名乗り、ノード間の通信が通りません。",
+        "flanneld does not use the lab NIC ({problem}). It announces the NIC it uses as its PublicIP in its lease, "
+        "and the other nodes send this node's pod traffic there. The first NIC of a Vagrant VM is the "
+        "NAT/management one, not the lab network (on VirtualBox it even has the same 10.0.2.15 on every VM, so "
+        "all nodes would announce one IP).",
+        "flanneld がラボ用 NIC を使っていません ({problem})。flanneld は使う NIC のアドレスを PublicIP として"
+        "リースに登録し、他のノードはこのノードの Pod 宛ての通信をそこへ送ります。Vagrant の VM の最初の NIC は"
+        " NAT/管理用で、ラボネットワークではありません (VirtualBox ではどの VM でも同じ 10.0.2.15 で、全ノードが"
+        "同じ IP を名乗ります)。",
     ),
     Text(
         "Add -iface={lab_iface} (the NIC holding {lab_ip}) to /etc/flannel/flanneld.conf and restart flanneld.",

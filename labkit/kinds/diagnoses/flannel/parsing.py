@@ -146,6 +146,7 @@ def parse_facts(stdout: str, key: str) -> Facts:
         facts.flanneld_absent = binary.removeprefix(ABSENT).strip()
     elif binary:
         facts.flanneld_binary = binary
+    facts.iface_line = parts.get("journal-iface", "").strip()
     facts.journal = [
         line
         for line in parts.get("journal", "").splitlines()

@@ -108,5 +108,10 @@ def _versions_kubelet_and_flanneld_unit() -> list[str]:
         '[ -n "$exe" ] || exe=$(command -v flanneld 2>/dev/null)',
         f'if [ -z "$exe" ]; then echo "{ABSENT} PATH=$PATH"; elif [ -x "$exe" ]; then echo "$exe"; '
         f'else echo "{ABSENT} $exe"; fi',
-        f"{_OPEN_SECTION} journal; journalctl -u flanneld -n 15 --no-pager -o short 2>&1",
+        # flanneld prints a bare "timed out" to stdout each second it retries etcd (main.go, getConfig)
+        f"{_OPEN_SECTION} journal; journalctl -u flanneld -n 200 --no-pager -o short 2>&1"
+        " | grep -v 'flanneld\\[[0-9]*\\]: timed out$' | tail -n 15",
+        # the NIC and address flanneld took, logged once at its start (often beyond the last lines)
+        f"{_OPEN_SECTION} journal-iface; journalctl -u flanneld -n 2000 --no-pager -o cat 2>/dev/null"
+        " | grep -F 'Using interface with name' | tail -n 1",
     ]
