@@ -1,9 +1,11 @@
 """The etcd endpoint flanneld and kube-apiserver are given: always ``http://<IP>:<port>``.
 
 A scenario may name the etcd node by hostname (``network.etcd_endpoint: http://node1:2379``, how a trainee
-thinks of it); labkit writes that node's lab IP instead and says why: flanneld >= 0.10 is a static cgo
-binary whose resolver can crash on a hostname (flannel-io/flannel#977, #1104), and Vagrant maps a VM's own
-hostname to 127.0.X.1, so node1 would reach itself on loopback and peers without DNS get "no such host".
+thinks of it); labkit writes that node's lab IP instead and says why: a name means what each node's resolver
+says. Vagrant maps a VM's own hostname to 127.0.X.1, so on node1 flanneld dials its own loopback (seen:
+"dial tcp 127.0.2.1:2379: connect: connection refused"), a node without the name logs "lookup NAME ... connection
+refused" every second, and release builds of flanneld (static cgo binaries) can crash in glibc's resolver
+(flannel-io/flannel#977). With a name that resolves to etcd's IP on every node, flanneld 0.13.0 works.
 """
 
 from __future__ import annotations
@@ -16,8 +18,9 @@ from labkit.errors import UsageError
 
 ETCD_CLIENT_PORT = 2379
 WHY_IP = (
-    "flanneld >= 0.10 can crash resolving a hostname (flannel-io/flannel#977) and Vagrant maps a VM's own "
-    "hostname to 127.0.X.1"
+    "a name means what each node's resolver says (Vagrant maps a VM's own hostname to 127.0.X.1, a node "
+    "without the name cannot resolve it, release builds of flanneld can crash resolving it: "
+    "flannel-io/flannel#977); an IP is the same on every node"
 )
 
 

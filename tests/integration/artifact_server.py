@@ -48,7 +48,9 @@ from .source_builds import SOURCE_BUILDS, SourceBuild
 CATALOG_ENV = "LABKIT_CATALOG"
 ETCD_BINARIES = (Path("/usr/bin/etcd"), Path("/usr/bin/etcdctl"))
 CNI_DIR = Path("/usr/lib/cni")
-DEBIAN_NOTE = "test-built from Debian's {packages} binaries (not the upstream release); real sha256 of that file"
+DEBIAN_NOTE = (
+    "test-built from Debian's {packages} binaries (not the upstream release); real sha256 of that file"
+)
 
 
 @dataclass(frozen=True)

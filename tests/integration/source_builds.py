@@ -123,10 +123,7 @@ def _run_build(build: SourceBuild, tree: Path, work: Path) -> None:
     if build.name == "flanneld":
         # as flannel's Makefile builds dist/flanneld-amd64: cgo on (the UDP backend needs it), static
         env["CGO_ENABLED"] = "1"
-        ldflags = (
-            f"-s -w -X github.com/coreos/flannel/version.Version=v{build.version} "
-            '-extldflags "-static"'
-        )
+        ldflags = f'-s -w -X github.com/coreos/flannel/version.Version=v{build.version} -extldflags "-static"'
         command = ["go", "build", "-o", "flanneld", "-ldflags", ldflags, "."]
     else:
         # as the plugins' build_linux.sh does (it sets -mod=vendor itself)

@@ -11,6 +11,7 @@ flanneld line it was seen with are printed (``-s`` or the captured output shows 
 from __future__ import annotations
 
 import json
+import shlex
 import sys
 import time
 from collections.abc import Iterator
@@ -59,8 +60,17 @@ def served_flannel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedA
 @pytest.fixture(scope="module")
 def flannel_lab(libvirt_host: Any, served_flannel: ServedArtifacts) -> Iterator[Lab]:
     destroy_by_name(LAB)  # leftovers of an interrupted earlier run
-    result = _timed("labkit up flannel --until pods", "up", "flannel", "--name", LAB, "--until", "pods", "--json",
-                    check=False)
+    result = _timed(
+        "labkit up flannel --until pods",
+        "up",
+        "flannel",
+        "--name",
+        LAB,
+        "--until",
+        "pods",
+        "--json",
+        check=False,
+    )
     try:
         if result.returncode != 0:
             for log in sorted(LabPaths.for_lab(LAB).logs.glob("*.log")):
@@ -83,7 +93,7 @@ def _result(report: dict[str, Any], check: str, node: str) -> dict[str, Any]:
 
 
 def _sh(lab: Lab, node: str, script: str) -> str:
-    run = lab.run(node, f"sudo sh -c {json.dumps(script)}")
+    run = lab.run(node, f"sudo sh -c {shlex.quote(script)}")
     assert run.ok, f"{node}: {script}: {run.stdout}{run.stderr}"
     return str(run.stdout)
 
@@ -98,7 +108,8 @@ def _journal_shows(lab: Lab, node: str, text: str, since: str, timeout: float = 
     deadline = time.monotonic() + timeout
     while True:
         out = lab.run(
-            node, f"sudo journalctl -u flanneld --no-pager -o cat --since=@{since} | grep -F {json.dumps(text)}"
+            node,
+            f"sudo journalctl -u flanneld --no-pager -o cat --since=@{since} | grep -F -- {shlex.quote(text)}",
         )
         if out.ok and out.stdout.strip():
             return str(out.stdout).strip().splitlines()[-1]
@@ -126,7 +137,9 @@ def test_up_reaches_pods_ok_with_the_real_programs(flannel_lab: Lab) -> None:
         env = _sh(flannel_lab, node, "cat /run/flannel/subnet.env")
         assert "FLANNEL_NETWORK=10.0.0.0/16" in env and "FLANNEL_MTU=1472" in env  # udp: 1500 - 28
         assert "flannel0:" in flannel_lab.run(node, "ip -o link show dev flannel0").stdout
-    leases = json.loads(flannel_lab.run("node2", f"curl -sS {ETCD}/v2/keys/coreos.com/network/subnets").stdout)
+    leases = json.loads(
+        flannel_lab.run("node2", f"curl -sS {ETCD}/v2/keys/coreos.com/network/subnets").stdout
+    )
     announced = sorted(json.loads(n["value"])["PublicIP"] for n in leases["node"]["nodes"])
     assert announced == sorted(IPS.values())
 
@@ -223,8 +236,13 @@ FAULTS = [
         "endpoint-name-that-resolves-to-loopback",
         "flannel",
         # what Vagrant writes for a VM's own name (127.0.X.1), instead of labkit's lab-IP entry
-        (("node1", f"sed -i 's/^192.168.56.11\\tnode1$/127.0.2.1\\tnode1/' /etc/hosts && "
-                   f"sed -i 's,{ETCD},http://node1:2379,' {CONF} && systemctl restart flanneld"),),
+        (
+            (
+                "node1",
+                f"sed -i 's/^192.168.56.11\\tnode1$/127.0.2.1\\tnode1/' /etc/hosts && "
+                f"sed -i 's,{ETCD},http://node1:2379,' {CONF} && systemctl restart flanneld",
+            ),
+        ),
         node="node1",
         finding="hostname-endpoint",
         evidence=("node1 resolves here to 127.0.2.1 (loopback: this node itself)",),
@@ -265,7 +283,7 @@ FAULTS = [
     Fault(
         "cni-conf-not-json",
         "pods",
-        (("node3", "sed -i 's/\"mynet\",/\"mynet\"/' /etc/cni/net.d/flannel.conf"),),
+        (("node3", 'sed -i \'s/"mynet",/"mynet"/\' /etc/cni/net.d/flannel.conf'),),
         node="node3",
         finding="cni-conf-invalid",
         evidence=("/etc/cni/net.d/flannel.conf line",),
@@ -294,11 +312,15 @@ def test_a_fault_on_the_real_flanneld_is_named_with_evidence(flannel_lab: Lab, f
         for text in fault.evidence:
             assert text in found["evidence"], found
         assert found["cause"] and found["fix"]
-        print(f"\n[{fault.id}] flanneld: {logged}\n[{fault.id}] labkit: {found['id']}: {found['evidence']}",
-              file=sys.stderr)
+        print(
+            f"\n[{fault.id}] flanneld: {logged}\n[{fault.id}] labkit: {found['id']}: {found['evidence']}",
+            file=sys.stderr,
+        )
         if fault.log_node is not None:
             # flanneld itself neither crashed nor restarted: the finding needs no restart count
-            state = flannel_lab.run(fault.log_node, "systemctl show -p ActiveState -p NRestarts flanneld").stdout
+            state = flannel_lab.run(
+                fault.log_node, "systemctl show -p ActiveState -p NRestarts flanneld"
+            ).stdout
             assert "ActiveState=active" in state and "NRestarts=0" in state, state
     finally:
         _reset(snapshot)

@@ -227,7 +227,9 @@ KEY_NOT_FOUND = (
     "Dec 04 21:05:20 node2 flanneld[675]: E1204 21:05:20.185794     675 main.go:386] Couldn't fetch network "
     "config: 100: Key not found (/coreos.com/network/config) [8]"
 )
-IFACE_ETH0 = "I1204 21:04:13.291175     670 main.go:531] Using interface with name eth0 and address 172.29.67.92"
+IFACE_ETH0 = (
+    "I1204 21:04:13.291175     670 main.go:531] Using interface with name eth0 and address 172.29.67.92"
+)
 
 
 def test_hostname_endpoint_resolving_to_etcds_ip_is_no_finding() -> None:
@@ -267,7 +269,9 @@ def test_hostname_endpoint_resolving_to_loopback_quotes_flanneld() -> None:
             "resolve": "127.0.2.1       node1",
             "journal": JOURNAL_OK + "\n" + LOOPBACK_REFUSED,
         },
-        Expectations(flannel_version="0.13.0", lab_ip="192.168.56.11", etcd_endpoint="http://192.168.56.11:2379"),
+        Expectations(
+            flannel_version="0.13.0", lab_ip="192.168.56.11", etcd_endpoint="http://192.168.56.11:2379"
+        ),
     )[0]
     assert finding.id == "hostname-endpoint"
     assert finding.evidence.endswith("dial tcp 127.0.2.1:2379: connect: connection refused")
@@ -291,7 +295,9 @@ def test_etcd_v2_off_under_a_running_flanneld_quotes_its_watch_line() -> None:
 
 
 def test_network_config_missing_quotes_flanneld() -> None:
-    absent = '{"errorCode":100,"message":"Key not found","cause":"/coreos.com/network/config","index":8}\n@@rc 0'
+    absent = (
+        '{"errorCode":100,"message":"Key not found","cause":"/coreos.com/network/config","index":8}\n@@rc 0'
+    )
     finding = only({"etcd-v2": absent, "journal": JOURNAL_OK + "\n" + KEY_NOT_FOUND})
     assert finding.id == "network-config-missing"
     assert finding.evidence.endswith(
@@ -621,7 +627,12 @@ class Recorded:
 def test_flannel_check_fails_with_its_findings() -> None:
     conf = FLANNELD_CONF.replace("-iface=eth1", "-iface=eth0").replace("192.168.56.11:2379", "etcd:2379")
     check = FlannelCheck(FlannelArgs(flannel_version="0.13.0", lab_ip="192.168.56.12"))
-    changes = {"conf": conf, "endpoint": "http://etcd:2379", "resolve": "", "etcd-v2": "404 page not found\n@@rc 0"}
+    changes = {
+        "conf": conf,
+        "endpoint": "http://etcd:2379",
+        "resolve": "",
+        "etcd-v2": "404 page not found\n@@rc 0",
+    }
     seen = check.examine(Recorded(facts_output(changes)))
     assert not seen.ok
     assert seen.seen == "3 findings: hostname-endpoint, etcd-v2-off, wrong-iface"

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from labkit import paths
 from labkit.errors import ScenarioError, UsageError
 from labkit.kinds.compile import load_scenario
 from labkit.kinds.guides import render_guide
@@ -121,3 +122,39 @@ def test_one_unknown_role_is_reported_once(tmp_path: Path) -> None:
     about_etcd = [p for p in problems if "'etcd'" in p]
     assert len(about_etcd) == 1, problems
     assert "targeted by 3 steps and checks (stage etcd) but no node has that role" in about_etcd[0]
+
+
+def test_a_shipped_scenario_may_render_another_shipped_scenarios_template() -> None:
+    """The flannel scenario's flannel files are three-node's own templates (one source)."""
+    shipped = paths.scenarios_dir()
+    assert sandbox.template_root(shipped / "flannel") == shipped.resolve()
+    text = render_template(
+        shipped / "flannel",
+        "../three-node/templates/flannel/flannel.conf.j2",
+        {"cni_version": "0.3.1"},
+    )
+    assert '"type": "flannel"' in text
+    assert load_scenario("flannel").name == "flannel"
+
+
+def test_a_downloaded_scenario_cannot_name_a_shipped_scenarios_template(tmp_path: Path) -> None:
+    """Anywhere but the shipped directory, ../NAME/... is outside the scenario: at validation and at render."""
+    data = scenario_data()
+    data["stages"][0]["steps"].append(
+        {
+            "name": "borrowed",
+            "kind": "file",
+            "on": ["all"],
+            "args": {"path": "/etc/x.conf", "template": "../three-node/templates/flannel/flannel.conf.j2"},
+        }
+    )
+    (tmp_path / "three-node" / "templates" / "flannel").mkdir(parents=True)
+    (tmp_path / "three-node" / "templates" / "flannel" / "flannel.conf.j2").write_text("{}\n")
+    problems = _problems(write_scenario(tmp_path / "s", data))
+    assert any("args.template" in p and "outside the scenario directory" in p for p in problems), problems
+    assert sandbox.template_root(tmp_path / "s") == (tmp_path / "s").resolve()
+    with pytest.raises(UsageError, match="outside"):
+        render_template(tmp_path / "s", "../three-node/templates/flannel/flannel.conf.j2", {})
+    # nor can a shipped scenario climb above the shipped directory
+    with pytest.raises(UsageError, match="outside"):
+        render_template(paths.scenarios_dir() / "flannel", "../../pyproject.toml", {})

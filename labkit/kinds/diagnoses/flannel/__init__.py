@@ -12,8 +12,11 @@ Background (course.md, "Facts the flannel stage must get right"):
 - flannel <= 0.17 reads its config through the etcd v2 API only, 0.18+ through v3; the two key spaces are
   separate. etcd 3.4 turned v2 off by default (``--enable-v2=true``), and ``ETCDCTL_API=2 etcdctl`` then says
   "client: response is invalid json".
-- flanneld >= 0.10 (amd64) is a static cgo build whose resolver can crash on a hostname in
-  ``-etcd-endpoints`` (flannel-io/flannel#977, #1104); Vagrant also maps a VM's own hostname to 127.0.X.1.
+- A hostname in ``-etcd-endpoints`` works only where it resolves to etcd's IP. Seen with flanneld 0.13.0 built
+  from source on the flannel lab: a name in every node's /etc/hosts works; Vagrant's own 127.0.X.1 mapping makes
+  flanneld dial this node's loopback ("connection refused"); an unknown name logs "lookup NAME on [::1]:53"; in
+  both cases flanneld stays active and retries every second. Release builds (static cgo) can also crash in
+  glibc's resolver (flannel-io/flannel#977).
 - On Vagrant VMs the first NIC is the NAT/management one, alike on every VM: without ``-iface`` naming the
   lab NIC every node announces the same public IP.
 - The flannel CNI plugin delegates to ``bridge`` and ``host-local``; ``loopback`` is needed too.

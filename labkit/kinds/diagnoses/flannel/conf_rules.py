@@ -33,12 +33,17 @@ def _name_problem(host: str, resolved: list[str], etcd_ip: str | None) -> tuple[
     if ipaddress.ip_address(first).is_loopback:
         return (
             f"{host} resolves here to {first} (loopback: this node itself)",
-            Text(f"resolves to {first}, this node's own loopback address", f"このノード自身のループバック {first} になります"),
+            Text(
+                f"resolves to {first}, this node's own loopback address",
+                f"このノード自身のループバック {first} になります",
+            ),
         )
     if etcd_ip is not None and first != etcd_ip:
         return (
             f"{host} resolves here to {first}, not etcd's {etcd_ip}",
-            Text(f"resolves to {first}, not etcd's {etcd_ip}", f"etcd の {etcd_ip} ではなく {first} になります"),
+            Text(
+                f"resolves to {first}, not etcd's {etcd_ip}", f"etcd の {etcd_ip} ではなく {first} になります"
+            ),
         )
     return None
 
@@ -67,7 +72,9 @@ def endpoint_findings(facts: Facts, want: Expectations) -> list[Finding]:
             if said:
                 evidence += f"; flanneld: {said}"
             suggest = want.etcd_endpoint or "http://ETCD_IP:2379"
-            found.append(Finding(HOSTNAME_ENDPOINT, evidence, {"host": host, "problem": why, "suggest": suggest}))
+            found.append(
+                Finding(HOSTNAME_ENDPOINT, evidence, {"host": host, "problem": why, "suggest": suggest})
+            )
     return found
 
 

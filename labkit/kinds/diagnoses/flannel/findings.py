@@ -27,11 +27,11 @@ HOSTNAME_ENDPOINT = FindingSpec(
     Text(
         "-etcd-endpoints names a host ({host}); on this node it {problem}, so flanneld cannot reach etcd: a "
         "name means what each node's /etc/hosts or DNS says. Vagrant maps a VM's own hostname to 127.0.X.1, and "
-        "a node without the name gets \"no such host\". (Release builds of flanneld can also crash resolving a "
+        'a node without the name gets "no such host". (Release builds of flanneld can also crash resolving a '
         "name through glibc, flannel-io/flannel#977.) An IP is the same on every node.",
         "-etcd-endpoints のホスト名 ({host}) はこのノードでは{problem}。そのため flanneld は etcd に届きません。"
         "名前の意味は各ノードの /etc/hosts や DNS 次第です。Vagrant は VM 自身のホスト名を 127.0.X.1 に割り当て、"
-        "名前を知らないノードでは \"no such host\" になります (flanneld のリリース版は glibc での名前解決で異常"
+        '名前を知らないノードでは "no such host" になります (flanneld のリリース版は glibc での名前解決で異常'
         "終了することもあります: flannel-io/flannel#977)。IP ならどのノードでも同じです。",
     ),
     Text(
