@@ -11,6 +11,7 @@ flanneld line it was seen with are printed (``-s`` or the captured output shows 
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import sys
 import time
@@ -151,10 +152,11 @@ def test_check_pods_passes_with_real_pings_across_nodes(flannel_lab: Lab) -> Non
         seen = _result(report, "pods-across-nodes", node)["seen"]
         others = [n for n in IPS if n != node]
         assert all(f"{other}'s pod 10.0." in seen for other in others), seen
-    # the packet crosses two forwarding nodes (pod -> node1 -> flannel0 ... node2 -> pod): ttl 64 - 2
+    # the reply crosses both nodes' routing and flannel0 (seen: ttl=60); a pod on the same node answers with 63
     subnet = _sh(flannel_lab, "node2", ". /run/flannel/subnet.env; echo ${FLANNEL_SUBNET%.*}").strip()
     ping = flannel_lab.run("node1", f"sudo ip netns exec pod1 ping -n -c 2 -W 2 {subnet}.10")
-    assert ping.ok and "ttl=62" in ping.stdout, ping.stdout
+    ttls = [int(t) for t in re.findall(r"ttl=(\d+)", ping.stdout)]
+    assert ping.ok and ttls and max(ttls) <= 62, ping.stdout
 
 
 def test_flannel0_down_on_node2_fails_naming_node2_and_reset_brings_it_back(flannel_lab: Lab) -> None:
