@@ -91,16 +91,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=lambda item: item.get_closest_marker("lab_teardown") is not None)
 
 
-def _dump_lab_logs(lab_name: str) -> None:
-    import sys
-
-    from labkit.paths import LabPaths
-
-    for log in sorted(LabPaths.for_lab(lab_name).logs.glob("*.log")):
-        print(f"---- {log} (last 80 lines) ----", file=sys.stderr)
-        print("\n".join(log.read_text(errors="replace").splitlines()[-80:]), file=sys.stderr)
-
-
 @pytest.fixture(scope="session")
 def three_node_up(libvirt_host: HostState | None) -> Iterator[tuple[Any, dict[str, Any], str]]:
     """(Lab, the JSON report of `labkit up three-node --name ci-three`, its progress output)."""
@@ -109,13 +99,13 @@ def three_node_up(libvirt_host: HostState | None) -> Iterator[tuple[Any, dict[st
 
     from labkit.lab import Lab, destroy_by_name
 
-    from .lab_helpers import LAB, labkit_cli
+    from .lab_helpers import LAB, dump_lab_logs, labkit_cli
 
     destroy_by_name(LAB)  # leftovers of an interrupted earlier run
     result = labkit_cli("up", "three-node", "--name", LAB, "--json", check=False)
     try:
         if result.returncode != 0:
-            _dump_lab_logs(LAB)
+            dump_lab_logs(LAB)
             pytest.fail(f"labkit up failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
         report = json.loads(result.stdout)
         print(f"\nlabkit up three-node: {report['seconds']} s, accel {report['accel']}", file=sys.stderr)

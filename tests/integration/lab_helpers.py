@@ -1,10 +1,14 @@
-"""Shared by the vm tests: the lab's name and nodes, and running the real `labkit` CLI as a subprocess."""
+"""Shared by the vm tests: the lab's name and nodes, running the real `labkit` CLI as a subprocess (timed if
+asked), and a lab's logs printed when it failed."""
 
 from __future__ import annotations
 
 import os
 import subprocess
 import sys
+import time
+
+from labkit.paths import LabPaths
 
 LAB = "ci-three"
 NODES = ["node1", "node2", "node3"]
@@ -25,3 +29,21 @@ def labkit_cli(*args: str, check: bool = True, timeout: int = 1800) -> subproces
             f"labkit {' '.join(args)} exited {result.returncode}:\n{result.stdout}\n{result.stderr}"
         )
     return result
+
+
+def timed_cli(
+    times: dict[str, float], what: str, *args: str, check: bool = True
+) -> subprocess.CompletedProcess[str]:
+    """:func:`labkit_cli` with a generous timeout, its wall time kept in ``times[what]`` and printed."""
+    started = time.monotonic()
+    result = labkit_cli(*args, check=check, timeout=2400)
+    times[what] = round(time.monotonic() - started, 1)
+    print(f"\n{what}: {times[what]} s", file=sys.stderr)
+    return result
+
+
+def dump_lab_logs(lab: str, lines: int = 80) -> None:
+    """The last ``lines`` of each of the lab's logs, on stderr (for a failed up or clone)."""
+    for log in sorted(LabPaths.for_lab(lab).logs.glob("*.log")):
+        print(f"---- {log} (last {lines} lines) ----", file=sys.stderr)
+        print("\n".join(log.read_text(errors="replace").splitlines()[-lines:]), file=sys.stderr)

@@ -45,7 +45,7 @@ from labkit.web import create_app
 
 from .artifact_server import ServedArtifacts
 from .browser import chromium, missing_browser, serve_in_thread, wait_until
-from .lab_helpers import labkit_cli
+from .lab_helpers import dump_lab_logs, labkit_cli
 from .second_hosts import H2
 
 pytestmark = pytest.mark.vm
@@ -64,12 +64,6 @@ SCREENSHOTS = Path(__file__).resolve().parents[2] / "test-output"
 
 def _lab(trainee: str) -> Lab:
     return Lab.load(f"{CLASS}-{trainee}")
-
-
-def _dump_logs(lab: str) -> None:
-    for log in sorted(LabPaths.for_lab(lab).logs.glob("*.log")):
-        print(f"---- {log} (last 60 lines) ----", file=sys.stderr)
-        print("\n".join(log.read_text(errors="replace").splitlines()[-60:]), file=sys.stderr)
 
 
 def _nothing_left() -> dict[str, Any]:
@@ -100,7 +94,7 @@ def klass(served_cni: ServedArtifacts) -> Iterator[dict[str, Any]]:
     try:
         if result.returncode != 0:
             for lab in (f"{CLASS}-golden", *(f"{CLASS}-{t}" for t in TRAINEES)):
-                _dump_logs(lab)
+                dump_lab_logs(lab, 60)
             pytest.fail(f"class up failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
         yield json.loads(result.stdout)
     finally:
@@ -377,7 +371,7 @@ def late_trainee(klass: dict[str, Any], second_host: str) -> dict[str, Any]:
     )  # fmt: skip
     print(f"\nclass up (late): {time.monotonic() - started:.1f} s\n{result.stderr[-3000:]}", file=sys.stderr)
     if result.returncode != 0:
-        _dump_logs(f"{CLASS}-{LATE}")
+        dump_lab_logs(f"{CLASS}-{LATE}", 60)
         pytest.fail(f"class up failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return json.loads(result.stdout)
 

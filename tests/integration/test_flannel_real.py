@@ -22,10 +22,9 @@ from typing import Any
 import pytest
 
 from labkit.lab import Lab, destroy_by_name
-from labkit.paths import LabPaths
 
 from .artifact_server import ServedArtifacts, missing_binaries, serve_artifacts
-from .lab_helpers import IPS, labkit_cli
+from .lab_helpers import IPS, dump_lab_logs, labkit_cli, timed_cli
 
 pytestmark = pytest.mark.vm
 
@@ -34,14 +33,6 @@ SERVED = [("etcd", "3.4.14"), ("flanneld", "0.13.0"), ("cni-plugins", "0.8.7")]
 ETCD = "http://192.168.56.11:2379"
 CONF = "/etc/flannel/flanneld.conf"
 TIMES: dict[str, float] = {}
-
-
-def _timed(what: str, *args: str, check: bool = True) -> Any:
-    started = time.monotonic()
-    result = labkit_cli(*args, check=check, timeout=2400)
-    TIMES[what] = round(time.monotonic() - started, 1)
-    print(f"\n{what}: {TIMES[what]} s", file=sys.stderr)
-    return result
 
 
 @pytest.fixture(scope="module")
@@ -61,7 +52,8 @@ def served_flannel(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedA
 @pytest.fixture(scope="module")
 def flannel_lab(libvirt_host: Any, served_flannel: ServedArtifacts) -> Iterator[Lab]:
     destroy_by_name(LAB)  # leftovers of an interrupted earlier run
-    result = _timed(
+    result = timed_cli(
+        TIMES,
         "labkit up flannel --until pods",
         "up",
         "flannel",
@@ -74,9 +66,7 @@ def flannel_lab(libvirt_host: Any, served_flannel: ServedArtifacts) -> Iterator[
     )
     try:
         if result.returncode != 0:
-            for log in sorted(LabPaths.for_lab(LAB).logs.glob("*.log")):
-                print(f"---- {log} (last 80 lines) ----", file=sys.stderr)
-                print("\n".join(log.read_text(errors="replace").splitlines()[-80:]), file=sys.stderr)
+            dump_lab_logs(LAB)
             pytest.fail(f"labkit up failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
         yield Lab.load(LAB)
     finally:
@@ -175,11 +165,13 @@ def test_flannel0_down_on_node2_fails_naming_node2_and_reset_brings_it_back(flan
 
 
 def test_retry_pods_goes_back_to_flannel_ok_and_solving_pods_passes(flannel_lab: Lab) -> None:
-    _timed("labkit retry pods", "retry", "pods", "--name", LAB)
+    timed_cli(TIMES, "labkit retry pods", "retry", "pods", "--name", LAB)
     assert not flannel_lab.run("node1", "test -e /run/netns/pod1").ok  # before the pods stage
     rc, report = _check("flannel")
     assert rc == 0, report
-    solved = json.loads(_timed("labkit solve pods", "solve", "pods", "--name", LAB, "--json").stdout)
+    solved = json.loads(
+        timed_cli(TIMES, "labkit solve pods", "solve", "pods", "--name", LAB, "--json").stdout
+    )
     assert solved["failed"] is False and solved["verified"] is True, solved
     again = json.loads(labkit_cli("solve", "pods", "--name", LAB, "--json").stdout)
     assert again["changed"] == 0

@@ -17,10 +17,9 @@ from typing import Any
 import pytest
 
 from labkit.lab import Lab, destroy_by_name
-from labkit.paths import LabPaths
 
 from .artifact_server import ServedArtifacts
-from .lab_helpers import labkit_cli
+from .lab_helpers import dump_lab_logs, labkit_cli, timed_cli
 
 pytestmark = pytest.mark.vm
 
@@ -35,30 +34,25 @@ ROUTES_DROP_IN = "/etc/systemd/network/20-labkit-lab.network.d/50-pod-routes.con
 TIMES: dict[str, float] = {}
 
 
-def _timed(what: str, *args: str, check: bool = True) -> Any:
-    started = time.monotonic()
-    result = labkit_cli(*args, check=check, timeout=2400)
-    TIMES[what] = round(time.monotonic() - started, 1)
-    print(f"\n{what}: {TIMES[what]} s", file=sys.stderr)
-    return result
-
-
-def _dump_logs(lab: str) -> None:
-    for log in sorted(LabPaths.for_lab(lab).logs.glob("*.log")):
-        print(f"---- {log} (last 80 lines) ----", file=sys.stderr)
-        print("\n".join(log.read_text(errors="replace").splitlines()[-80:]), file=sys.stderr)
-
-
 @pytest.fixture(scope="module")
 def pods_lab(served_cni: ServedArtifacts) -> Iterator[Lab]:
     """`labkit up pod-routes --name ci-pods --until pods`: two VMs, the CNI plugins, one pod on each."""
     destroy_by_name(LAB)  # leftovers of an interrupted earlier run
-    result = _timed(
-        "labkit up --until pods", "up", SCENARIO, "--name", LAB, "--until", "pods", "--json", check=False
+    result = timed_cli(
+        TIMES,
+        "labkit up --until pods",
+        "up",
+        SCENARIO,
+        "--name",
+        LAB,
+        "--until",
+        "pods",
+        "--json",
+        check=False,
     )
     try:
         if result.returncode != 0:
-            _dump_logs(LAB)
+            dump_lab_logs(LAB)
             pytest.fail(f"labkit up failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
         report = json.loads(result.stdout)
         assert sorted(report["booted"]) == ["node1", "node2"]
@@ -83,7 +77,7 @@ def _solve_routes() -> dict[str, Any]:
 
 
 def test_up_until_pods_gives_each_node_a_pod_made_by_the_cni_plugins(pods_lab: Lab) -> None:
-    passed = _timed("labkit check pods", "check", "pods", "--name", LAB, "--json")
+    passed = timed_cli(TIMES, "labkit check pods", "check", "pods", "--name", LAB, "--json")
     assert json.loads(passed.stdout)["passed"] is True
     snapshots = json.loads(labkit_cli("snapshots", "--name", LAB, "--json").stdout)["snapshots"]
     verified = {s["name"] for s in snapshots if s["verified"]}
@@ -133,7 +127,7 @@ def test_solve_routes_lets_pods_on_different_nodes_reach_each_other(pods_lab: La
     }
     assert report["verified"] is True and report["snapshot"] == "routes-ok", report["checks"]
 
-    passed = _timed("labkit check routes", "check", "routes", "--name", LAB, "--json")
+    passed = timed_cli(TIMES, "labkit check routes", "check", "routes", "--name", LAB, "--json")
     assert json.loads(passed.stdout)["passed"] is True
     for node, other in OTHER.items():
         route = pods_lab.run(node, f"ip -4 route show exact {POD_SUBNETS[other]}").stdout

@@ -18,19 +18,13 @@ from labkit.hostsetup import pool
 from labkit.lab import destroy_by_name
 from labkit.paths import LabPaths
 
-from .lab_helpers import labkit_cli
+from .lab_helpers import dump_lab_logs, labkit_cli
 from .second_hosts import H2
 
 pytestmark = pytest.mark.vm
 
 LAB = "ci-remote"
 SCENARIO = Path(__file__).parent / "scenarios" / "one-vm"
-
-
-def _dump_logs() -> None:
-    for log in sorted(LabPaths.for_lab(LAB).logs.glob("*.log")):
-        print(f"---- {log} (last 80 lines) ----", file=sys.stderr)
-        print("\n".join(log.read_text(errors="replace").splitlines()[-80:]), file=sys.stderr)
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +48,7 @@ def remote_lab(second_host: str) -> Iterator[dict[str, Any]]:
     print(f"\nup --host {H2}: {time.monotonic() - started:.1f} s\n{result.stderr[-3000:]}", file=sys.stderr)
     try:
         if result.returncode != 0:
-            _dump_logs()
+            dump_lab_logs(LAB)
             pytest.fail(f"labkit up --host failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
         yield json.loads(result.stdout)
     finally:

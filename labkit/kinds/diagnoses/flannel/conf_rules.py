@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 
 from labkit.kinds.diagnoses.finding import Finding, Text
 from labkit.kinds.diagnoses.flannel.expectations import Expectations
-from labkit.kinds.diagnoses.flannel.facts import GLOG_PREFIX, Facts
+from labkit.kinds.diagnoses.flannel.facts import Facts
 from labkit.kinds.diagnoses.flannel.findings import ENDPOINT_NO_SCHEME, HOSTNAME_ENDPOINT, WRONG_IFACE
 
 
@@ -62,15 +62,14 @@ def endpoint_findings(facts: Facts, want: Expectations) -> list[Finding]:
             # the facts script resolves the first endpoint's host only
             if host != (urlsplit(facts.endpoint_queried).hostname or host):
                 continue
-            problem = _name_problem(host, facts.resolved.split(), etcd_ip)
+            resolved = facts.resolved.split()
+            problem = _name_problem(host, resolved, etcd_ip)
             if problem is None:
                 continue
             seen, why = problem
-            evidence = f"-etcd-endpoints={value}; {seen}"
-            resolved = facts.resolved.split()
-            said = facts.flanneld_said(f"lookup {host}", *(f"{resolved[0]}:" for _ in resolved[:1]))
-            if said:
-                evidence += f"; flanneld: {said}"
+            # flanneld's line names the lookup, or the address it dialled
+            markers = [f"lookup {host}", *(f"{address}:" for address in resolved[:1])]
+            evidence = facts.with_flanneld(f"-etcd-endpoints={value}; {seen}", *markers)
             suggest = want.etcd_endpoint or "http://ETCD_IP:2379"
             found.append(
                 Finding(HOSTNAME_ENDPOINT, evidence, {"host": host, "problem": why, "suggest": suggest})
@@ -124,5 +123,4 @@ def iface_findings(facts: Facts, want: Expectations) -> list[Finding]:
 
 def _with_iface_line(evidence: str, facts: Facts) -> str:
     """The evidence, with flanneld's own word on the NIC it took (the address it announces) when logged."""
-    said = GLOG_PREFIX.sub("", facts.iface_line.strip())
-    return f"{evidence}; flanneld: {said}" if said else evidence
+    return f"{evidence}; flanneld: {facts.iface_line}" if facts.iface_line else evidence

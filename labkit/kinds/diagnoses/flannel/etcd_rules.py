@@ -55,10 +55,6 @@ def _unreachable(detail: str) -> bool:
     return any(marker in detail.lower() for marker in _UNREACHABLE)
 
 
-def _with_journal(evidence: str, said: str) -> str:
-    return f"{evidence}; flanneld: {said}" if said else evidence
-
-
 def etcd_findings(facts: Facts, want: Expectations) -> list[Finding]:
     found: list[Finding] = []
     api, flannel = flannel_api(facts, want)
@@ -68,16 +64,17 @@ def etcd_findings(facts: Facts, want: Expectations) -> list[Finding]:
         and facts.v3.state == "error"
         and all(_unreachable(read.detail) for read in (facts.v2, facts.v3))
     ):
-        evidence = _with_journal(
+        evidence = facts.with_flanneld(
             f"{facts.endpoint_queried}: v2: {facts.v2.detail}; v3: {facts.v3.detail}",
-            facts.flanneld_said("Couldn't fetch network config", "unavailable or misconfigured"),
+            "Couldn't fetch network config",
+            "unavailable or misconfigured",
         )
         values = {"endpoint": facts.endpoint_queried, "suggest": want.etcd_endpoint or "http://ETCD_IP:2379"}
         return [Finding(ETCD_UNREACHABLE, evidence, values)]
     if facts.v2.state == "v2-off" and api != 3:
         # a flanneld running when v2 went away logs "Watch subnets: ... invalid json" and stays active, with
         # no restart; one started since logs "Couldn't fetch network config: ... invalid json" (both seen)
-        evidence = _with_journal(facts.v2.detail, facts.flanneld_said("response is invalid json"))
+        evidence = facts.with_flanneld(facts.v2.detail, "response is invalid json")
         found.append(Finding(ETCD_V2_OFF, evidence, {"flannel": flannel}))
     reads = {2: facts.v2, 3: facts.v3}
     if api is not None:
@@ -96,9 +93,8 @@ def etcd_findings(facts: Facts, want: Expectations) -> list[Finding]:
     if all(reads[a].state == "absent" for a in wanted) and all(
         reads[a].state != "present" for a in (2, 3) if a not in wanted
     ):
-        evidence = _with_journal(
-            f"v2: {facts.v2.detail}; v3: {facts.v3.detail} (via {facts.endpoint_queried})",
-            facts.flanneld_said("Key not found"),
+        evidence = facts.with_flanneld(
+            f"v2: {facts.v2.detail}; v3: {facts.v3.detail} (via {facts.endpoint_queried})", "Key not found"
         )
         values = {"key": want.key, "command": _put_command(api or 2, want, endpoint)}
         found.append(Finding(NETWORK_CONFIG_MISSING, evidence, values))

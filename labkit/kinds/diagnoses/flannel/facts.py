@@ -56,6 +56,11 @@ class Facts:
     iface_line: str = ""
     """flanneld's own "Using interface with name NIC and address IP" line of its last start, when logged."""
 
+    def with_flanneld(self, evidence: str, *markers: str) -> str:
+        """``evidence``, followed by flanneld's last journal line holding one of ``markers`` when there is one."""
+        said = self.flanneld_said(*markers)
+        return f"{evidence}; flanneld: {said}" if said else evidence
+
     def flanneld_said(self, *markers: str) -> str:
         """flanneld's last journal line holding one of ``markers``, without the journal's prefix; else ''."""
         for line in reversed(self.journal):

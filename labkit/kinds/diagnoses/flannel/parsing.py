@@ -8,7 +8,7 @@ import re
 from typing import Any
 
 from labkit.kinds.checks.base import sections
-from labkit.kinds.diagnoses.flannel.facts import EtcdRead, Facts
+from labkit.kinds.diagnoses.flannel.facts import GLOG_PREFIX, EtcdRead, Facts
 from labkit.kinds.diagnoses.flannel.script import ABSENT, RC
 
 VALUE_FLAGS = {"etcd-endpoints", "iface", "etcd-prefix", "public-ip", "kube-api-url", "kubeconfig-file"}
@@ -146,7 +146,7 @@ def parse_facts(stdout: str, key: str) -> Facts:
         facts.flanneld_absent = binary.removeprefix(ABSENT).strip()
     elif binary:
         facts.flanneld_binary = binary
-    facts.iface_line = parts.get("journal-iface", "").strip()
+    facts.iface_line = GLOG_PREFIX.sub("", parts.get("journal-iface", "").strip())
     facts.journal = [
         line
         for line in parts.get("journal", "").splitlines()
